@@ -1,0 +1,1 @@
+"""The ``tlskit`` command: a thin layer over the library."""

@@ -1,0 +1,78 @@
+"""Shared CLI plumbing: error translation, passphrase sources, console output."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+
+from ..errors import InputError, TlskitError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Exit codes shared by every command: 0 success, 1 a negative result (verification failed, handshake
+#: refused), 2 bad usage or unreadable input.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+PASSPHRASE_ENV = "TLSKIT_PASSPHRASE"
+
+
+def fail(message: str, *, code: int = EXIT_USAGE) -> click.exceptions.Exit:
+    """Print one ``tlskit: error: ...`` line on stderr and return an Exit to raise."""
+    click.echo(f"tlskit: error: {message}", err=True)
+    return click.exceptions.Exit(code)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn tlskit errors into one actionable line and exit code 2; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except TlskitError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
+
+    return wrapper
+
+
+def read_passphrase(passphrase_file: str | None, *, confirm: bool = False, required: bool = False) -> bytes | None:
+    """A passphrase from a file (first line), the ``TLSKIT_PASSPHRASE`` variable, or a prompt on a terminal.
+
+    Never from argv: command lines are visible to every user of the machine (``ps``).
+    """
+    if passphrase_file is not None:
+        try:
+            text = Path(passphrase_file).read_bytes()
+        except OSError as exc:
+            raise InputError(f"{passphrase_file}: cannot read passphrase file ({exc.strerror})", fix="check the path") from exc
+        line = text.splitlines()[0] if text.strip() else b""
+        if not line:
+            raise InputError(f"{passphrase_file}: passphrase file is empty", fix="write the passphrase on its first line")
+        return line
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env:
+        return env.encode()
+    if required:
+        if sys.stdin.isatty():
+            value: str = click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+            return value.encode()
+        raise InputError("a passphrase is required", fix=f"use --passphrase-file F or set {PASSPHRASE_ENV}")
+    return None
+
+
+passphrase_option = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help=f"Read the passphrase from this file's first line (or set {PASSPHRASE_ENV}; prompted on a terminal).",
+)
+force_option = click.option("--force", is_flag=True, help="Overwrite existing output files.")

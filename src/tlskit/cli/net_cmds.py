@@ -1,0 +1,7 @@
+"""(being written)"""
+
+from __future__ import annotations
+
+import click
+
+commands: list[click.Command] = []

@@ -1,0 +1,1 @@
+"""tlskit.net: SSLContext factories, asyncio TLS transport, sans-IO framing."""

@@ -1,0 +1,1 @@
+"""tlskit.pki: keys, CSRs, certificates, CA hierarchies, revocation, PKCS#12, inspection and verification."""
