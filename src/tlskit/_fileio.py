@@ -44,19 +44,23 @@ def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path
         raise InputError(f"{parent}: directory does not exist", fix="create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"{parent}: directory is not writable", fix="choose a writable directory")
+    # os.access says yes to root even where writes fail (read-only or special file systems): really try.
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"{parent}: directory is not writable ({exc.strerror})", fix="choose a writable directory"
+        ) from exc
     return p
 
 
-def write_atomic(
-    path: str | os.PathLike[str], data: bytes, *, private: bool = False, force: bool = False
-) -> Path:
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, private: bool = False, force: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically.  ``private`` files are created with mode 0600."""
     return write_many([(path, data, private)], force=force)[0]
 
 
-def write_many(
-    items: Iterable[tuple[str | os.PathLike[str], bytes, bool]], *, force: bool = False
-) -> list[Path]:
+def write_many(items: Iterable[tuple[str | os.PathLike[str], bytes, bool]], *, force: bool = False) -> list[Path]:
     """Write several files all-or-nothing as far as POSIX allows.
 
     Every target is checked first, every temporary file written and fsynced, and only then renamed into
@@ -64,8 +68,10 @@ def write_many(
     """
     plan = [(check_writable(p, force=force), data, private) for p, data, private in items]
     temps: list[tuple[str, Path]] = []
+    current: Path | None = None
     try:
         for target, data, private in plan:
+            current = target
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
             temps.append((tmp, target))
             try:
@@ -85,7 +91,7 @@ def write_many(
             os.replace(tmp, target)
         temps.clear()
     except OSError as exc:
-        raise InputError(f"cannot write {plan[len(temps) - 1][0] if temps else '?'}: {exc.strerror}") from exc
+        raise InputError(f"{current}: cannot write ({exc.strerror})", fix="check the directory and free space") from exc
     finally:
         for tmp, _ in temps:
             with contextlib.suppress(OSError):

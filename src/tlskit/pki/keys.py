@@ -18,6 +18,7 @@ from .._fileio import read_bytes, write_atomic
 from ..errors import InputError, PassphraseError
 
 __all__ = [
+    "KeyEncoding",
     "KeyType",
     "PrivateKey",
     "PublicKey",
@@ -32,9 +33,7 @@ __all__ = [
 PrivateKey: TypeAlias = (
     rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
 )
-PublicKey: TypeAlias = (
-    rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
-)
+PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 
 
 class KeyType(enum.StrEnum):
@@ -83,13 +82,33 @@ _NOT_KEY_MARKERS = {
 def _as_private(key: object, source: str) -> PrivateKey:
     if isinstance(
         key,
-        rsa.RSAPrivateKey
-        | ec.EllipticCurvePrivateKey
-        | ed25519.Ed25519PrivateKey
-        | ed448.Ed448PrivateKey,
+        rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey,
     ):
         return key
     raise InputError(f"{source}: unsupported key algorithm {type(key).__name__}", fix="use an RSA, EC or Ed25519 key")
+
+
+def _der_is_encrypted(data: bytes) -> bool:
+    try:
+        serialization.load_der_private_key(data, password=None)
+    except TypeError:
+        return True  # "Password was not given but private key is encrypted"
+    except Exception:  # anything else means "not an encrypted key"
+        return False
+    return False
+
+
+def _refuse_der_non_key(data: bytes, source: str) -> None:
+    from .files import PemKind, detect_kind  # files does not import keys; local import keeps it that way
+
+    kind = detect_kind(data)
+    if kind not in (PemKind.PRIVATE_KEY, PemKind.UNKNOWN):
+        fix = (
+            "extract the key with 'tlskit pkcs12 import'"
+            if kind is PemKind.PKCS12
+            else "the inputs look switched; pass the key file here"
+        )
+        raise InputError(f"{source}: expected a private key but found a {kind}", fix=fix)
 
 
 def parse_private_key(data: bytes, *, passphrase: bytes | None = None, source: str = "<key>") -> PrivateKey:
@@ -101,8 +120,9 @@ def parse_private_key(data: bytes, *, passphrase: bytes | None = None, source: s
                 fix="the inputs look switched; pass the key file here",
             )
     is_pem = b"-----BEGIN" in data
+    if not is_pem:
+        _refuse_der_non_key(data, source)
     loader = serialization.load_pem_private_key if is_pem else serialization.load_der_private_key
-    encrypted = b"ENCRYPTED" in data if is_pem else False
     try:
         key = loader(data, password=passphrase)
     except TypeError as exc:
@@ -113,18 +133,16 @@ def parse_private_key(data: bytes, *, passphrase: bytes | None = None, source: s
             ) from exc
         key = loader(data, password=None)  # a passphrase for an unencrypted key is harmless
     except ValueError as exc:
-        if encrypted or (not is_pem and passphrase is not None):
+        # PEM says so in its header ("ENCRYPTED PRIVATE KEY" or Proc-Type); DER must be probed.
+        encrypted = b"ENCRYPTED" in data if is_pem else passphrase is not None and _der_is_encrypted(data)
+        if encrypted:
             if passphrase is None:
                 raise PassphraseError(
                     f"{source}: the private key is encrypted", fix="give its passphrase (--passphrase-file)"
                 ) from exc
-            raise PassphraseError(f"{source}: wrong passphrase for the private key", fix="check the passphrase") from exc
-        if not is_pem and passphrase is None:
-            # DER PKCS#8 encrypted keys fail with ValueError when no password is given.
-            try:
-                serialization.load_der_private_key(data, password=b"\0")
-            except (ValueError, TypeError):
-                pass
+            raise PassphraseError(
+                f"{source}: wrong passphrase for the private key", fix="check the passphrase"
+            ) from exc
         raise InputError(
             f"{source}: not a readable private key ({'malformed PEM' if is_pem else 'not PEM or DER'})",
             fix="check that the file is a PEM or DER private key",
@@ -139,19 +157,45 @@ def load_private_key(path: str | os.PathLike[str], *, passphrase: bytes | None =
     return parse_private_key(read_bytes(path, what="key file"), passphrase=passphrase, source=os.fspath(path))
 
 
-def key_to_pem(key: PrivateKey, *, passphrase: bytes | None = None) -> bytes:
-    """Serialize as PKCS#8 PEM, encrypted with the best available scheme (AES-256, PBKDF2) if a passphrase is given."""
+class KeyEncoding(enum.StrEnum):
+    """How a private key is written: PKCS#8 in PEM (the default) or in DER."""
+
+    PEM = "pem"
+    DER = "der"
+
+    @classmethod
+    def for_path(cls, path: str | os.PathLike[str]) -> KeyEncoding:
+        """DER for ``.der``/``.key.der`` names, PEM otherwise."""
+        return cls.DER if os.fspath(path).lower().endswith(".der") else cls.PEM
+
+
+def key_to_pem(key: PrivateKey, *, passphrase: bytes | None = None, encoding: KeyEncoding = KeyEncoding.PEM) -> bytes:
+    """Serialize as PKCS#8 (PEM by default), encrypted if a passphrase is given.
+
+    cryptography's best available encryption is PBES2 with AES-256-CBC and PBKDF2-HMAC-SHA256, which OpenSSL 3
+    reads without ``-legacy``.
+    """
     enc: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+    fmt = serialization.Encoding.DER if encoding is KeyEncoding.DER else serialization.Encoding.PEM
+    return key.private_bytes(fmt, serialization.PrivateFormat.PKCS8, enc)
 
 
 def save_private_key(
-    key: PrivateKey, path: str | os.PathLike[str], *, passphrase: bytes | None = None, force: bool = False
+    key: PrivateKey,
+    path: str | os.PathLike[str],
+    *,
+    passphrase: bytes | None = None,
+    encoding: KeyEncoding | None = None,
+    force: bool = False,
 ) -> None:
-    """Write ``key`` atomically as PKCS#8 PEM with mode 0600; refuses to overwrite without ``force``."""
-    write_atomic(path, key_to_pem(key, passphrase=passphrase), private=True, force=force)
+    """Write ``key`` atomically as PKCS#8 with mode 0600; refuses to overwrite without ``force``.
+
+    ``encoding=None`` picks DER for a ``.der`` file name and PEM otherwise.
+    """
+    chosen = encoding or KeyEncoding.for_path(path)
+    write_atomic(path, key_to_pem(key, passphrase=passphrase, encoding=chosen), private=True, force=force)
 
 
 def describe_public_key(key: PublicKey) -> tuple[str, int]:

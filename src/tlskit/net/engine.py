@@ -1,0 +1,344 @@
+"""A sans-IO TLS engine: ciphertext in, plaintext out, ciphertext to send.
+
+:class:`TLSEngine` wraps OpenSSL through ``ssl.MemoryBIO`` and never touches a socket; the asyncio adapter in
+:mod:`tlskit.net.connection` moves bytes between it and a transport.
+
+Why not the stdlib asyncio TLS transport: its ``SSLProtocol`` preallocates a 256 KiB read buffer per
+connection (about 280 KB of RSS per idle connection).  Here nothing is preallocated: ciphertext is read into
+one buffer shared by all connections of a thread, copied into the connection's memory BIO, and decrypted
+record by record.  CPython's ``ssl`` sets ``SSL_MODE_RELEASE_BUFFERS``, so OpenSSL frees its record buffers
+while a connection is idle.  A memory BIO never shrinks (OpenSSL's ``BUF_MEM``), so ciphertext is fed and
+produced in slices of :data:`SLICE` bytes to bound what a busy connection keeps afterwards.
+
+The engine uses the C-level object behind ``ssl.SSLObject`` (``SSLContext._wrap_bio``) with itself as
+``owner``: that saves the Python wrapper per connection, and the context's ``sni_callback`` receives the
+engine, whose :attr:`context` can be swapped exactly like ``SSLObject.context``.
+"""
+
+from __future__ import annotations
+
+import enum
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .tlsinfo import CipherInfo, chain_der, cipher_info, explain_verification
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+__all__ = ["SLICE", "EngineState", "SNICapture", "TLSEngine", "install_sni_capture"]
+
+SLICE = 16 * 1024 + 256
+"""Bytes of ciphertext fed (or plaintext encrypted) per step: one full TLS record plus its overhead."""
+
+_READ_SIZE = 16 * 1024
+"""A TLS record carries at most 16 KiB of plaintext, so one ``SSL_read`` never returns more."""
+
+_SSLWantRead = ssl.SSLWantReadError
+_SSLZeroReturn = ssl.SSLZeroReturnError
+
+
+class EngineState(enum.Enum):
+    """Where a connection is in its life."""
+
+    HANDSHAKING = "handshaking"
+    OPEN = "open"
+    CLOSING = "closing"  # we sent close_notify
+    CLOSED = "closed"
+
+
+_HANDSHAKING, _OPEN, _CLOSING, _CLOSED = EngineState
+
+
+class TLSEngine:
+    """One TLS connection's state machine over two memory BIOs.
+
+    Drive it with :meth:`start` (client side: returns nothing, the ClientHello waits in :meth:`data_to_send`),
+    :meth:`receive` (ciphertext in, plaintext chunks out), :meth:`send` (plaintext in) and
+    :meth:`close_notify`; after each call, send whatever :meth:`data_to_send` returns.
+    """
+
+    __slots__ = (
+        "__weakref__",  # _ssl keeps its owner as a weak reference
+        "_auth_error",
+        "_authorized",
+        "_base_context",
+        "_bio_in",
+        "_bio_out",
+        "_eof",
+        "_server_name",
+        "_ssl",
+        "_state",
+    )
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> None:
+        self._bio_in = ssl.MemoryBIO()
+        self._bio_out = ssl.MemoryBIO()
+        if server_hostname is not None:
+            server_hostname = server_hostname.encode("idna").decode("ascii")
+        wrap: Callable[..., Any] = context._wrap_bio  # type: ignore[attr-defined]
+        self._ssl: Any = wrap(
+            self._bio_in,
+            self._bio_out,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            owner=self,
+            session=session,
+        )
+        self._base_context = context
+        self._state = _HANDSHAKING
+        self._eof = False
+        self._server_name: str | None = None
+        self._authorized = False
+        self._auth_error: str | None = "handshake not finished"
+
+    # -- driving ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin the handshake (client side: writes the ClientHello into :meth:`data_to_send`)."""
+        self._step_handshake()
+
+    def receive(self, data: bytes | memoryview) -> list[bytes]:
+        """Feed ciphertext from the peer; return the plaintext chunks it completed.
+
+        Raises ``ssl.SSLError`` when the peer breaks the protocol or the handshake fails; :meth:`data_to_send`
+        may then hold an alert for the peer.  Check :attr:`handshake_complete` and :attr:`eof` afterwards.
+        """
+        chunks: list[bytes] = []
+        size = len(data)
+        if size <= SLICE:
+            self._bio_in.write(data)
+            self._pump(chunks)
+            return chunks
+        view = memoryview(data)
+        for start in range(0, size, SLICE):
+            self._bio_in.write(view[start : start + SLICE])
+            self._pump(chunks)
+        return chunks
+
+    def _pump(self, chunks: list[bytes]) -> None:
+        if self._state is _HANDSHAKING and not self._step_handshake():
+            return
+        read = self._ssl.read
+        try:
+            while True:
+                chunk = read(_READ_SIZE)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except _SSLWantRead:
+            pass
+        except _SSLZeroReturn:
+            self._eof = True  # close_notify received
+
+    def _step_handshake(self) -> bool:
+        try:
+            self._ssl.do_handshake()
+        except _SSLWantRead:
+            return False
+        self._state = _OPEN
+        self._handshake_finished()
+        return True
+
+    def send(self, data: bytes | memoryview) -> None:
+        """Encrypt application data; the records wait in :meth:`data_to_send`."""
+        if self._state is not _OPEN:
+            raise ConnectionResetError("the TLS connection is closed")
+        write = self._ssl.write
+        if len(data) <= SLICE:
+            write(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(view), SLICE):
+            write(view[start : start + SLICE])
+
+    def send_pieces(self, data: bytes | memoryview) -> list[bytes]:
+        """Encrypt ``data`` and return its ciphertext in pieces, draining the BIO after every slice.
+
+        Large writes go through here so the outgoing BIO never grows past one slice.
+        """
+        if self._state is not _OPEN:
+            raise ConnectionResetError("the TLS connection is closed")
+        write, read = self._ssl.write, self._bio_out.read
+        view = memoryview(data)
+        pieces = []
+        for start in range(0, len(view), SLICE):
+            write(view[start : start + SLICE])
+            pieces.append(read())
+        return pieces
+
+    def data_to_send(self) -> bytes:
+        """Ciphertext waiting for the peer (b"" when none)."""
+        out = self._bio_out
+        return out.read() if out.pending else b""
+
+    def close_notify(self) -> None:
+        """Queue a close_notify alert (once); reading stays possible until the peer's arrives."""
+        if self._state is not _OPEN:
+            self._state = _CLOSED if self._state is _HANDSHAKING else self._state
+            return
+        self._state = _CLOSING
+        try:
+            self._ssl.shutdown()
+        except (_SSLWantRead, ssl.SSLError):
+            pass  # ours is queued; the peer's close_notify is not waited for
+
+    def mark_closed(self) -> None:
+        """The transport is gone; nothing more can be sent."""
+        self._state = _CLOSED
+
+    # -- state -----------------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self._state is not _HANDSHAKING and self._ssl.version() is not None
+
+    @property
+    def eof(self) -> bool:
+        """True once the peer sent close_notify."""
+        return self._eof
+
+    @property
+    def server_side(self) -> bool:
+        return bool(self._ssl.server_side)
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The context in use; an ``sni_callback`` may assign another one, as with ``ssl.SSLObject``."""
+        ctx: ssl.SSLContext = self._ssl.context
+        return ctx
+
+    @context.setter
+    def context(self, ctx: ssl.SSLContext) -> None:
+        self._ssl.context = ctx
+
+    # -- handshake results -------------------------------------------------------------------------------------
+
+    def _handshake_finished(self) -> None:
+        """Decide :attr:`authorized`: what OpenSSL verified, then the context's peer policy (pins, allow-list)."""
+        ctx = self._base_context
+        sslobj = self._ssl
+        error: str | None = None
+        if sslobj.server_side:
+            if ctx.verify_mode == ssl.CERT_NONE:
+                error = "client certificate not requested (client authentication is off)"
+            elif sslobj.getpeercert(True) is None:
+                error = "no client certificate offered"
+        elif ctx.verify_mode == ssl.CERT_NONE:
+            # Not verified during the handshake: verify now, only to say why it would have failed.
+            error = explain_verification(
+                ctx, chain_der(sslobj, verified=False), hostname=sslobj.server_hostname, client_cert=False
+            )
+        if error is None:
+            policy = _peer_policy(ctx)
+            if policy is not None:
+                error = policy.check(chain_der(sslobj, verified=False))
+        self._authorized = error is None
+        self._auth_error = error
+
+    @property
+    def authorized(self) -> bool:
+        """True if the peer's certificate verified and satisfies the context's peer policy."""
+        return self._authorized
+
+    @property
+    def authorization_error(self) -> str | None:
+        """Why :attr:`authorized` is False (None when it is True)."""
+        return self._auth_error
+
+    @property
+    def protocol(self) -> str | None:
+        """``"TLSv1.3"``, ``"TLSv1.2"``, ... (None before the handshake)."""
+        version: str | None = self._ssl.version()
+        return version
+
+    @property
+    def cipher(self) -> CipherInfo | None:
+        return cipher_info(self._ssl.cipher())
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        alpn: str | None = self._ssl.selected_alpn_protocol()
+        return alpn
+
+    @property
+    def server_name(self) -> str | None:
+        """The SNI name: received from the client (server side) or sent (client side)."""
+        if self._ssl.server_side:
+            return self._server_name
+        name: str | None = self._ssl.server_hostname
+        return name
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        """The TLS session, to pass as ``session=`` for resumption (TLS 1.3: arrives after the handshake)."""
+        session: ssl.SSLSession | None = self._ssl.session
+        return session
+
+    @property
+    def session_reused(self) -> bool:
+        return bool(self._ssl.session_reused)
+
+    @property
+    def peer_chain_der(self) -> list[bytes]:
+        """The peer's certificates as DER, leaf first: the verified chain if OpenSSL built one, else as sent."""
+        return chain_der(self._ssl, verified=True) or chain_der(self._ssl, verified=False)
+
+    @property
+    def peer_chain(self) -> list[x509.Certificate]:
+        """The peer's chain parsed (see :attr:`peer_chain_der`)."""
+        from cryptography import x509
+
+        return [x509.load_der_x509_certificate(der) for der in self.peer_chain_der]
+
+    @property
+    def peer_certificate(self) -> x509.Certificate | None:
+        """The peer's leaf certificate, or None if it sent none."""
+        from cryptography import x509
+
+        der = self._ssl.getpeercert(True)
+        return None if der is None else x509.load_der_x509_certificate(der)
+
+
+def _peer_policy(ctx: ssl.SSLContext) -> Any:
+    try:
+        from .context import peer_policy
+    except ImportError:  # pragma: no cover - context module is part of the package
+        return None
+    return peer_policy(ctx)
+
+
+class SNICapture:
+    """``sni_callback`` that records the requested server name on the engine, then runs the original callback."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Callable[..., Any] | None) -> None:
+        self.inner = inner
+
+    def __call__(self, sslobj: Any, server_name: str | None, ctx: ssl.SSLContext) -> Any:
+        if isinstance(sslobj, TLSEngine):
+            sslobj._server_name = server_name
+        return None if self.inner is None else self.inner(sslobj, server_name, ctx)
+
+
+def install_sni_capture(ctx: ssl.SSLContext) -> None:
+    """Wrap ``ctx.sni_callback`` (once) so engines learn the SNI name the client sent.
+
+    This changes ``ctx``; the original callback still runs, so other users of the context see no difference.
+    """
+    current = ctx.sni_callback
+    if not isinstance(current, SNICapture):
+        ctx.sni_callback = SNICapture(current)

@@ -1,0 +1,404 @@
+"""start_server: a TLS server in the style of Node's ``tls.createServer``, on :class:`TLSConnection`.
+
+Per-connection timers would cost a heap entry each, so deadlines are swept instead: connections waiting for
+their handshake sit in an insertion-ordered dict (same timeout for all, so the oldest expire first and a sweep
+stops at the first one still in time), and the idle timeout marks connections on every sweep and closes those
+untouched for two sweeps (so one closes between ``idle_timeout`` and 1.5x that).
+
+``workers=N`` forks N processes sharing the port (see :mod:`tlskit.net.workers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from ..errors import FrameError, InputError, TLSError
+from .connection import TLSConnection
+from .engine import EngineState, install_sni_capture
+
+__all__ = ["Handler", "Server", "TLSErrorHook", "format_peer", "loop_factory", "run", "start_server"]
+
+log = logging.getLogger("tlskit.server")
+
+Handler = Callable[[TLSConnection], Awaitable[Any]]
+TLSErrorHook = Callable[[TLSError, Any], Any]
+T = TypeVar("T")
+
+
+def format_peer(address: Any) -> str:
+    """``127.0.0.1:443`` / ``[::1]:443`` for a socket address tuple."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+def loop_factory(*, use_uvloop: bool | None = None) -> Callable[[], asyncio.AbstractEventLoop]:
+    """An event loop factory: uvloop's when installed (the ``fast`` extra) unless ``use_uvloop=False``."""
+    if use_uvloop is not False:
+        try:
+            import uvloop
+        except ImportError:
+            if use_uvloop:
+                raise InputError("uvloop is not installed", fix="pip install 'tlskit[fast]'") from None
+        else:
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
+    return asyncio.new_event_loop
+
+
+def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool | None = None) -> T:
+    """``asyncio.run(main)`` on uvloop when available (see :func:`loop_factory`)."""
+    with asyncio.Runner(loop_factory=loop_factory(use_uvloop=use_uvloop)) as runner:
+        return runner.run(main)
+
+
+class _Refused(asyncio.Protocol):
+    """Stands in for a connection over the cap: closes it at once, before any TLS work."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.abort()
+
+
+class Server:
+    """A running TLS server (see :func:`start_server`).  Use ``async with`` or call :meth:`close`."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        context: ssl.SSLContext,
+        handshake_timeout: float,
+        max_connections: int | None,
+        idle_timeout: float | None,
+        on_tls_error: TLSErrorHook | None,
+    ) -> None:
+        self._handler = handler
+        self._context = context
+        self._handshake_timeout = handshake_timeout
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._on_tls_error = on_tls_error
+        self._loop = asyncio.get_running_loop()
+        self._server: asyncio.Server | None = None
+        self._conns: set[TLSConnection] = set()
+        self._handshaking: dict[TLSConnection, float] = {}
+        self._handshake_sweeper: asyncio.TimerHandle | None = None
+        self._idle_sweeper: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._drained: asyncio.Event | None = None
+        self._refused_logged = 0.0
+        self._workers: Any = None  # tlskit.net.workers.WorkerPool in the parent of workers=N
+        self.refused = 0
+        """Connections refused because of ``max_connections``."""
+
+    # -- information -----------------------------------------------------------------------------------------
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets (with workers: the parent's placeholders holding the port)."""
+        if self._workers is not None:
+            return list(self._workers.sockets)
+        return [s for s in (self._server.sockets if self._server else ())]  # type: ignore[misc]
+
+    @property
+    def addresses(self) -> list[Any]:
+        return [s.getsockname() for s in self.sockets]
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the OS's pick for ``port=0``)."""
+        port: int = self.addresses[0][1]
+        return port
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        return self._context
+
+    @property
+    def connection_count(self) -> int:
+        """Open connections in this process (handshaking included)."""
+        return len(self._conns)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers (empty with ``workers=1``)."""
+        return [] if self._workers is None else list(self._workers.pids)
+
+    def is_serving(self) -> bool:
+        return not self._closing
+
+    # -- starting --------------------------------------------------------------------------------------------
+
+    async def _listen(self, host: str | None, port: int, *, backlog: int, reuse_port: bool) -> None:
+        install_sni_capture(self._context)
+        self._server = await self._loop.create_server(
+            self._make_connection, host, port, backlog=backlog, reuse_port=reuse_port or None
+        )
+        if self._idle_timeout:
+            self._schedule_idle_sweep()
+
+    def _make_connection(self) -> asyncio.BaseProtocol:
+        limit = self._max_connections
+        if self._closing or (limit is not None and len(self._conns) >= limit):
+            self.refused += 1
+            now = time.monotonic()
+            if now - self._refused_logged >= 1.0:  # one line per second, not one per refused peer
+                self._refused_logged = now
+                log.warning("connection limit of %s reached: refusing new connections (%d so far)", limit, self.refused)
+            return _Refused()
+        return TLSConnection(self._context, server_side=True, listener=self)
+
+    # -- ConnectionListener ----------------------------------------------------------------------------------
+
+    def tls_connection_made(self, conn: TLSConnection) -> None:
+        self._conns.add(conn)
+        self._handshaking[conn] = self._loop.time() + self._handshake_timeout
+        if self._handshake_sweeper is None:
+            self._schedule_handshake_sweep()
+
+    def tls_handshake_done(self, conn: TLSConnection) -> None:
+        self._handshaking.pop(conn, None)
+        if not conn.authorized and conn.context.verify_mode == ssl.CERT_REQUIRED:
+            # OpenSSL accepted the certificate but the peer policy (pins, allow-list) did not.
+            error = TLSError(f"client not authorized: {conn.authorization_error}", code="unauthorized")
+            self._report(error, conn)
+            conn.start_close()
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s: %s %s, authorized=%s%s", format_peer(conn.remote_address), conn.protocol,
+                conn.cipher.name if conn.cipher else "-", conn.authorized,
+                f" ({conn.authorization_error})" if conn.authorization_error else "",
+            )  # fmt: skip
+        try:
+            task = self._loop.create_task(self._handler(conn))  # type: ignore[arg-type]
+        except Exception:
+            log.exception("%s: handler could not start", format_peer(conn.remote_address))
+            conn.start_close()
+            return
+        conn._task = task
+        task.add_done_callback(functools.partial(self._handler_done, conn))
+
+    def tls_handshake_failed(self, conn: TLSConnection, error: TLSError) -> None:
+        self._handshaking.pop(conn, None)
+        self._report(error, conn)
+
+    def tls_connection_lost(self, conn: TLSConnection) -> None:
+        self._conns.discard(conn)
+        self._handshaking.pop(conn, None)
+        if not self._conns and self._drained is not None:
+            self._drained.set()
+
+    def _report(self, error: TLSError, conn: TLSConnection) -> None:
+        peer = conn.remote_address
+        log.warning("TLS handshake with %s failed: %s", format_peer(peer), error)
+        if self._on_tls_error is not None:
+            try:
+                self._on_tls_error(error, peer)
+            except Exception:
+                log.exception("on_tls_error hook failed")
+
+    def _handler_done(self, conn: TLSConnection, task: asyncio.Task[Any]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        peer = format_peer(conn.remote_address)
+        if isinstance(exc, FrameError):
+            log.warning("%s: closing connection: %s", peer, exc)
+        elif isinstance(exc, TLSError):
+            log.warning("%s: TLS error: %s", peer, exc)
+        elif isinstance(exc, ConnectionError):
+            log.info("%s: connection lost: %s", peer, exc)
+        elif exc is not None:
+            log.error("%s: handler raised %s", peer, type(exc).__name__, exc_info=exc)
+        conn._task = None
+        conn.start_close()
+
+    # -- timeouts --------------------------------------------------------------------------------------------
+
+    def _schedule_handshake_sweep(self) -> None:
+        interval = min(1.0, max(0.05, self._handshake_timeout / 4))
+        self._handshake_sweeper = self._loop.call_later(interval, self._sweep_handshakes)
+
+    def _sweep_handshakes(self) -> None:
+        self._handshake_sweeper = None
+        now = self._loop.time()
+        expired = []
+        for conn, deadline in self._handshaking.items():
+            if deadline > now:
+                break  # insertion order is deadline order
+            expired.append(conn)
+        for conn in expired:
+            del self._handshaking[conn]
+            what = "handshake not completed" if conn.received_any else "no ClientHello received"
+            self._report(
+                TLSError(f"{what} within {self._handshake_timeout:g} s", code="handshake_timeout"), conn
+            )
+            conn.abort()
+        if self._handshaking:
+            self._schedule_handshake_sweep()
+
+    def _schedule_idle_sweep(self) -> None:
+        assert self._idle_timeout
+        self._idle_sweeper = self._loop.call_later(self._idle_timeout / 2, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        for conn in list(self._conns):
+            if conn.state is EngineState.HANDSHAKING:
+                continue
+            conn._idle += 1
+            if conn._idle == 2:
+                log.info("%s: closing idle connection (%g s)", format_peer(conn.remote_address), self._idle_timeout)
+                conn.start_close()
+            elif conn._idle > 2:
+                conn.abort()  # did not close gracefully within a sweep
+        if not self._closing:
+            self._schedule_idle_sweep()
+
+    # -- reload and shutdown ---------------------------------------------------------------------------------
+
+    def reload(self, context: ssl.SSLContext) -> None:
+        """Use ``context`` for new handshakes; open connections keep theirs.
+
+        With workers, new workers are started with ``context`` and the old ones retire gracefully.
+        """
+        _check_server_context(context)
+        self._context = context
+        if self._workers is not None:
+            self._workers.reload(context)
+        else:
+            install_sni_capture(context)
+        log.info("reloaded TLS context")
+
+    async def close(self, *, deadline: float = 10.0) -> None:
+        """Stop accepting, let connections finish for up to ``deadline`` seconds, then close the rest."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        if self._workers is not None:
+            await self._workers.close(deadline=deadline)
+            self._closed.set()
+            return
+        if self._server is not None:
+            self._server.close()
+        if self._conns:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), deadline)
+            except TimeoutError:
+                log.info("closing %d connections still open after %g s", len(self._conns), deadline)
+        for conn in list(self._conns):
+            if conn._task is not None:
+                conn._task.cancel()
+            conn.start_close()
+        for conn in list(self._conns):
+            if not await conn.wait_closed(timeout=1.0):
+                conn.abort()
+        for timer in (self._handshake_sweeper, self._idle_sweeper):
+            if timer is not None:
+                timer.cancel()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def serve_forever(self) -> None:
+        """Wait until the server is closed (by :meth:`close`, or a signal: :meth:`install_signal_handlers`)."""
+        await self._closed.wait()
+
+    def install_signal_handlers(
+        self, *, reload: Callable[[], ssl.SSLContext] | None = None, deadline: float = 10.0
+    ) -> None:
+        """SIGTERM/SIGINT close gracefully; SIGHUP calls ``reload()`` for a new context, if given."""
+        loop = self._loop
+
+        def stop() -> None:
+            loop.create_task(self.close(deadline=deadline))
+
+        def hup() -> None:
+            assert reload is not None
+            try:
+                self.reload(reload())
+            except Exception as exc:
+                log.error("reload failed, keeping the current context: %s", exc)
+
+        loop.add_signal_handler(signal.SIGTERM, stop)
+        loop.add_signal_handler(signal.SIGINT, stop)
+        if reload is not None:
+            loop.add_signal_handler(signal.SIGHUP, hup)
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def _check_server_context(context: Any) -> None:
+    if not isinstance(context, ssl.SSLContext):
+        raise InputError(
+            f"context must be an ssl.SSLContext, not {type(context).__name__}", fix="use tlskit.server_context()"
+        )
+    if context.check_hostname or context.protocol == ssl.PROTOCOL_TLS_CLIENT:
+        raise InputError("context is a client context", fix="build it with tlskit.server_context()")
+
+
+async def start_server(
+    handler: Handler,
+    host: str | None = None,
+    port: int = 0,
+    *,
+    context: ssl.SSLContext,
+    handshake_timeout: float = 10.0,
+    max_connections: int | None = None,
+    idle_timeout: float | None = None,
+    on_tls_error: TLSErrorHook | None = None,
+    workers: int = 1,
+    backlog: int = 1024,
+    reuse_port: bool = False,
+) -> Server:
+    """Listen on ``host:port`` and run ``await handler(conn)`` for every connection after its handshake.
+
+    - ``handshake_timeout``: connections that do not finish the handshake in time are dropped.
+    - ``max_connections``: connections beyond it are closed at once, before any TLS work.
+    - ``idle_timeout``: connections with no traffic either way for that long are closed.
+    - ``on_tls_error(error, peer_address)``: called with a :class:`~tlskit.errors.TLSError` for each failed
+      handshake (Node's ``tlsClientError``); each is also logged as one line on the ``tlskit.server`` logger.
+    - ``workers``: N > 1 forks N worker processes sharing the port (see :mod:`tlskit.net.workers`).
+
+    When the handler returns the connection is closed with close_notify; an exception it raises is logged and
+    closes only that connection.
+    """
+    _check_server_context(context)
+    if handshake_timeout <= 0:
+        raise InputError("handshake_timeout must be positive", fix="pass a number of seconds such as 10")
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise InputError("idle_timeout must be positive or None", fix="pass a number of seconds, or None")
+    if max_connections is not None and max_connections < 1:
+        raise InputError("max_connections must be at least 1", fix="pass a positive number, or None")
+    if workers < 1:
+        raise InputError("workers must be at least 1", fix="pass workers=1 for a single process")
+    server = Server(
+        handler,
+        context=context,
+        handshake_timeout=handshake_timeout,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+        on_tls_error=on_tls_error,
+    )
+    if workers == 1:
+        await server._listen(host, port, backlog=backlog, reuse_port=reuse_port)
+        return server
+    from .workers import WorkerPool
+
+    server._workers = await WorkerPool.start(server, host, port, count=workers, backlog=backlog)
+    return server

@@ -1,0 +1,459 @@
+"""Chain diagnosis: every problem with a certificate chain as a peer sent it, in plain words, with a fix.
+
+:func:`diagnose_chain` checks each certificate on its own (validity, key and signature strength, purpose,
+names, CA constraints, revocation) and how the chain was sent (order, missing issuer, untrusted root), and
+reports everything it finds, not only the first problem.  The vocabulary (:class:`Problem`, :class:`Code`,
+:func:`explain_ssl_error`) lives in :mod:`tlskit.pki.problems` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Sequence
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ..errors import InputError
+from .inspect import usage_name
+from .problems import EXTENSION_ERRORS, Code, Problem, Purpose, dn, explain_ssl_error, ext, label, names_of, utc, when
+
+__all__ = [
+    "Code",
+    "Problem",
+    "Purpose",
+    "check_revocation",
+    "diagnose_chain",
+    "explain_ssl_error",
+    "host_matches",
+    "is_self_signed",
+    "parse_host",
+    "weak_key_reason",
+]
+
+
+# --------------------------------------------------------------------------------------------- certificate facts
+
+
+def parse_host(host: str) -> x509.DNSName | x509.IPAddress:
+    """A peer name as cryptography wants it: an IP address, or a DNS name in lower-case A-label form."""
+    text = host.strip().removeprefix("[").removesuffix("]")
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    text = text.rstrip(".").lower()
+    try:
+        ascii_name = text.encode("idna").decode("ascii") if not text.isascii() else text
+    except UnicodeError as exc:
+        raise InputError(f"{host!r} is not a valid host name", fix="give a DNS name or an IP address") from exc
+    if not ascii_name or any(not (c.isalnum() or c in "-._*") for c in ascii_name):
+        raise InputError(f"{host!r} is not a valid host name", fix="give a DNS name or an IP address")
+    return x509.DNSName(ascii_name)
+
+
+def _dns_match(pattern: str, host: str) -> bool:
+    # RFC 6125: case-insensitive; a wildcard only as the whole left-most label, matching exactly one label.
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if pattern == host:
+        return True
+    if not pattern.startswith("*."):
+        return False
+    head, _, rest = host.partition(".")
+    return bool(head) and rest == pattern[2:] and "*" not in rest
+
+
+def host_matches(cert: x509.Certificate, host: str) -> bool:
+    """Whether ``host`` (DNS name or IP) is one of the certificate's subjectAltNames (never the CN)."""
+    san = ext(cert, x509.SubjectAlternativeName)
+    if san is None:
+        return False
+    subject = parse_host(host)
+    if isinstance(subject, x509.IPAddress):
+        return subject.value in san.value.get_values_for_type(x509.IPAddress)
+    return any(_dns_match(p, subject.value) for p in san.value.get_values_for_type(x509.DNSName))
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """Issuer equals subject and the signature verifies with the certificate's own key."""
+    return cert.issuer == cert.subject and _issued_by(cert, cert)
+
+
+def weak_key_reason(cert: x509.Certificate) -> str | None:
+    """Why the certificate's key is too weak (RSA < 2048 bits, EC < 256 bits, DSA), or None."""
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return "an unsupported or malformed public key"
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            return f"an RSA key of only {key.key_size} bits (2048 is the minimum)"
+        if key.key_size % 8:
+            return f"an RSA key of {key.key_size} bits, not a whole number of bytes"
+    elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < 256:
+        return f"an EC key on {key.curve.name} ({key.curve.key_size} bits; 256 is the minimum)"
+    elif isinstance(key, dsa.DSAPublicKey):
+        return "a DSA key (DSA is no longer accepted for TLS)"
+    return None
+
+
+def _weak_hash(cert: x509.Certificate) -> str | None:
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None
+    if isinstance(algorithm, hashes.SHA1 | hashes.MD5):
+        return algorithm.name.upper().replace("SHA1", "SHA-1")
+    return None
+
+
+# ----------------------------------------------------------------------------------------- revocation
+
+
+def check_revocation(
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    crls: Sequence[x509.CertificateRevocationList],
+    *,
+    at: datetime | None = None,
+) -> list[Problem]:
+    """Check ``cert`` against the CRLs that ``issuer`` signed; CRLs of other issuers are ignored.
+
+    A CRL that claims ``issuer``'s name but whose signature does not verify with its key belongs to another CA
+    with the same name, and is ignored too.  An unusable CRL of the right issuer is a ``crl_invalid`` problem:
+    revocation status cannot be established from it.
+    """
+    moment = utc(at)
+    problems: list[Problem] = []
+    for crl in crls:
+        if crl.issuer != cert.issuer:
+            continue
+        try:
+            if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]  # X25519 etc. raise
+                continue
+        except (TypeError, ValueError, UnsupportedAlgorithm):
+            continue
+        reason = _crl_defect(crl, issuer, moment)
+        if reason:
+            problems.append(
+                Problem(
+                    Code.CRL_INVALID,
+                    f"the CRL from '{label(issuer)}' cannot be used: {reason}",
+                    "give a current CRL published by that CA (tlskit ca crl)",
+                )
+            )
+            continue
+        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if entry is None or entry.revocation_date_utc > moment:
+            continue
+        reason_ext = _crl_reason(entry)
+        why = f" (reason: {reason_ext})" if reason_ext else ""
+        problems.append(
+            Problem(
+                Code.REVOKED,
+                f"'{label(cert)}' (serial {cert.serial_number:x}) was revoked by '{label(issuer)}' on "
+                f"{when(entry.revocation_date_utc)}{why}",
+                "replace the certificate with a newly issued one",
+            )
+        )
+    return problems
+
+
+def _crl_reason(entry: x509.RevokedCertificate) -> str | None:
+    try:
+        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+
+
+def _crl_defect(crl: x509.CertificateRevocationList, issuer: x509.Certificate, moment: datetime) -> str | None:
+    ku = ext(issuer, x509.KeyUsage)
+    if ku is not None and not ku.value.crl_sign:
+        return "its issuer's keyUsage does not allow signing CRLs (cRLSign)"
+    try:
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber)
+    except x509.ExtensionNotFound:
+        return "it has no CRL number (RFC 5280 requires one)"
+    except ValueError as exc:
+        return f"it is malformed ({exc})"
+    if number.critical:
+        return "its CRL number extension is marked critical (RFC 5280 forbids it)"
+    for extension in crl.extensions:
+        if extension.critical and isinstance(extension.value, x509.UnrecognizedExtension):
+            return f"it has an unknown critical extension {extension.oid.dotted_string}"
+    if crl.last_update_utc > moment:
+        return f"it is not valid before {when(crl.last_update_utc)}"
+    if crl.next_update_utc is not None and crl.next_update_utc < moment:
+        return f"it expired on {when(crl.next_update_utc)}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------ chain diagnosis
+
+
+def diagnose_chain(
+    chain_as_sent: Sequence[x509.Certificate],
+    *,
+    roots: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate] = (),
+    host: str | None = None,
+    purpose: Purpose = Purpose.SERVER,
+    crls: Sequence[x509.CertificateRevocationList] = (),
+    at: datetime | None = None,
+) -> list[Problem]:
+    """Every problem with a chain as a peer sent it (leaf first), each certificate checked on its own.
+
+    Issuers are looked for among the sent certificates, ``intermediates`` and ``roots`` by name and signature.
+    Findings are independent: an expired leaf with a wrong host name reports both.  A self-signed leaf that is
+    not trusted reports ``self_signed`` (not also ``untrusted_root``); a leaf without subjectAltName reports
+    ``no_san`` (its host name cannot be checked at all).  An empty list means no problem was found.
+    """
+    if not chain_as_sent:
+        return [Problem(Code.INCOMPLETE_CHAIN, "no certificate was presented", "configure a certificate")]
+    moment = utc(at)
+    leaf = chain_as_sent[0]
+    path, problems = _build_path(leaf, chain_as_sent, intermediates, roots)
+    problems = [*_leaf_problems(leaf, host=host, purpose=purpose, roots=roots), *problems]
+    problems += _order_problems(chain_as_sent)
+    for depth, cert in enumerate(path):
+        problems += _cert_problems(cert, moment, is_anchor=cert in roots or is_self_signed(cert))
+        if depth:
+            problems += _issuer_problems(cert, depth, path)
+    for cert, issuer in itertools.pairwise(path):
+        problems += check_revocation(cert, issuer, crls, at=moment)
+    return _unique(problems)
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    # the same finding can come from two walks (e.g. a root both sent and trusted); report it once
+    return list(dict.fromkeys(problems))
+
+
+def _build_path(
+    leaf: x509.Certificate,
+    sent: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+) -> tuple[list[x509.Certificate], list[Problem]]:
+    """Follow issuers upward from the leaf; report how the path ends if it does not end at a trusted root."""
+    pool = [*sent[1:], *intermediates]
+    path = [leaf]
+    cur = leaf
+    while len(path) <= 16:  # far beyond any real chain; stops loops among cross-signed certificates
+        if cur in roots:
+            return path, []
+        if is_self_signed(cur):
+            if cur is leaf:
+                return path, [
+                    Problem(
+                        Code.SELF_SIGNED,
+                        f"'{label(cur)}' is self-signed and not in the trust store",
+                        "use a certificate issued by a CA the clients trust (tlskit ca issue), "
+                        "or give this certificate as a trust anchor (--ca)",
+                    )
+                ]
+            return path, [_untrusted(cur.subject, f"the chain ends at the root '{label(cur)}'")]
+        root = next((r for r in roots if r.subject == cur.issuer and _issued_by(cur, r)), None)
+        if root is not None:
+            return [*path, root], []
+        nxt = next((c for c in pool if c not in path and c.subject == cur.issuer and _issued_by(cur, c)), None)
+        if nxt is not None:
+            path.append(nxt)
+            cur = nxt
+            continue
+        if any(r.subject == cur.issuer for r in roots):
+            return path, [
+                _untrusted(
+                    cur.issuer,
+                    f"'{label(cur)}' was issued by a CA named '{dn(cur.issuer)}', but not by the trusted "
+                    "certificate of that name (a different key)",
+                )
+            ]
+        if any(c.subject == cur.issuer for c in pool):
+            return path, [
+                Problem(
+                    Code.BAD_SIGNATURE,
+                    f"the signature on '{label(cur)}' does not verify with the key of '{dn(cur.issuer)}'",
+                    "reissue the certificate from the CA whose certificate is in the chain",
+                )
+            ]
+        if cur is leaf or not sent[1:]:
+            return path, [
+                Problem(
+                    Code.INCOMPLETE_CHAIN,
+                    f"the issuer of '{label(cur)}', '{dn(cur.issuer)}', was not sent and is not in the trust store",
+                    f"if '{dn(cur.issuer)}' is an intermediate CA, append its certificate to the chain file "
+                    "(tlskit ca issue writes leaf + intermediates); if it is a root, trust it (--ca)",
+                )
+            ]
+        return path, [_untrusted(cur.issuer, f"the chain ends with '{label(cur)}', issued by '{dn(cur.issuer)}'")]
+    return path, [Problem(Code.PATH_LENGTH_EXCEEDED, "the chain is too long or loops", "send a shorter chain")]
+
+
+def _untrusted(name: x509.Name, what: str) -> Problem:
+    return Problem(
+        Code.UNTRUSTED_ROOT,
+        f"{what}, which is not in the trust store",
+        f"trust the root CA '{dn(name)}' (--ca FILE), or use a certificate from a CA you already trust",
+    )
+
+
+def _leaf_problems(
+    leaf: x509.Certificate, *, host: str | None, purpose: Purpose, roots: Sequence[x509.Certificate]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    name = label(leaf)
+    san = ext(leaf, x509.SubjectAlternativeName)
+    if san is None or not list(san.value):
+        if purpose is Purpose.SERVER or host:
+            problems.append(
+                Problem(
+                    Code.NO_SAN,
+                    f"'{name}' has no subjectAltName; clients ignore the CN, so it matches no host name",
+                    "reissue it with the host names as SANs (tlskit ca issue NAME...)",
+                )
+            )
+    elif host and not host_matches(leaf, host):
+        carried = ", ".join(names_of(leaf)) or "no DNS or IP names"
+        problems.append(
+            Problem(
+                Code.HOSTNAME_MISMATCH,
+                f"'{name}' is not valid for {host}; it is valid for: {carried}",
+                f"connect with one of those names, or reissue the certificate with {host} as a SAN",
+            )
+        )
+    eku = ext(leaf, x509.ExtendedKeyUsage)
+    if eku is not None and purpose.eku not in eku.value and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku.value:
+        allowed = ", ".join(usage_name(u) for u in eku.value) or "nothing"
+        problems.append(
+            Problem(
+                Code.WRONG_PURPOSE,
+                f"'{name}' is not for TLS {purpose.value}s (its extendedKeyUsage allows: {allowed})",
+                f"reissue it with the {purpose.value} profile"
+                + (" (tlskit ca issue ... without --client)" if purpose is Purpose.SERVER else " (--client)"),
+            )
+        )
+    bc = ext(leaf, x509.BasicConstraints)
+    if bc is not None and bc.value.ca and leaf not in roots and not is_self_signed(leaf):
+        problems.append(
+            Problem(
+                Code.CA_CONSTRAINTS,
+                f"'{name}' is a CA certificate used as an end-entity certificate",
+                "issue a separate end-entity certificate from that CA",
+            )
+        )
+    ku = ext(leaf, x509.KeyUsage)
+    if ku is not None and not (ku.value.digital_signature or ku.value.key_encipherment or ku.value.key_agreement):
+        problems.append(
+            Problem(
+                Code.KEY_USAGE,
+                f"the keyUsage of '{name}' allows neither digitalSignature nor keyEncipherment, needed for TLS",
+                "reissue it with a TLS profile (tlskit ca issue)",
+            )
+        )
+    return problems
+
+
+def _order_problems(sent: Sequence[x509.Certificate]) -> list[Problem]:
+    for i, cert in enumerate(sent[:-1]):
+        if _issued_by(cert, sent[i + 1]) or is_self_signed(cert):
+            continue
+        issuer = next((c for c in sent[1:] if c is not cert and _issued_by(cert, c)), None)
+        if issuer is not None:
+            return [
+                Problem(
+                    Code.WRONG_ORDER,
+                    f"the chain is out of order: '{label(cert)}' is followed by '{label(sent[i + 1])}' instead "
+                    f"of its issuer '{label(issuer)}'",
+                    "order the chain file leaf first, then each issuer in turn",
+                )
+            ]
+    return []
+
+
+def _cert_problems(cert: x509.Certificate, moment: datetime, *, is_anchor: bool) -> list[Problem]:
+    problems: list[Problem] = []
+    name = label(cert)
+    try:
+        _ = cert.extensions
+    except EXTENSION_ERRORS as exc:
+        problems.append(
+            Problem(Code.MALFORMED, f"'{name}' has malformed extensions ({exc})", "reissue it with a standard tool")
+        )
+    if moment > cert.not_valid_after_utc:
+        problems.append(
+            Problem(
+                Code.EXPIRED,
+                f"'{name}' expired on {when(cert.not_valid_after_utc)}",
+                "renew the certificate (tlskit ca issue) and install the new one",
+            )
+        )
+    elif moment < cert.not_valid_before_utc:
+        problems.append(
+            Problem(
+                Code.NOT_YET_VALID,
+                f"'{name}' is not valid before {when(cert.not_valid_before_utc)}",
+                "check the clock of this machine and of the CA; wait, or reissue it with an earlier start",
+            )
+        )
+    weak = weak_key_reason(cert)
+    if weak:
+        problems.append(Problem(Code.WEAK_KEY, f"'{name}' has {weak}", "reissue it with an EC P-256 or RSA-2048+ key"))
+    digest = None if is_anchor else _weak_hash(cert)  # a root's self-signature is never checked by anyone
+    if digest:
+        problems.append(
+            Problem(
+                Code.WEAK_SIGNATURE,
+                f"'{name}' is signed with {digest}, which verifiers reject",
+                "reissue it signed with SHA-256",
+            )
+        )
+    return problems
+
+
+def _issuer_problems(issuer: x509.Certificate, depth: int, path: Sequence[x509.Certificate]) -> list[Problem]:
+    problems: list[Problem] = []
+    name = label(issuer)
+    bc = ext(issuer, x509.BasicConstraints)
+    if bc is None or not bc.value.ca:
+        problems.append(
+            Problem(
+                Code.CA_CONSTRAINTS,
+                f"'{name}' issued '{label(path[depth - 1])}' but is not a CA (basicConstraints CA:FALSE or absent)",
+                "issue certificates only from a CA certificate (tlskit ca init / ca intermediate)",
+            )
+        )
+    else:
+        # pathLenConstraint counts the non-self-issued intermediates below this CA.
+        below = sum(1 for c in path[1:depth] if c.issuer != c.subject)
+        if bc.value.path_length is not None and below > bc.value.path_length:
+            problems.append(
+                Problem(
+                    Code.PATH_LENGTH_EXCEEDED,
+                    f"'{name}' allows {bc.value.path_length} intermediate CA(s) below it, but the chain has {below}",
+                    "issue from a CA higher up, or recreate the CA with a larger --path-length",
+                )
+            )
+    ku = ext(issuer, x509.KeyUsage)
+    if ku is not None and not ku.value.key_cert_sign:
+        problems.append(
+            Problem(
+                Code.KEY_USAGE,
+                f"the keyUsage of CA '{name}' does not allow signing certificates (keyCertSign)",
+                "recreate the CA certificate with keyCertSign (tlskit ca init)",
+            )
+        )
+    return problems

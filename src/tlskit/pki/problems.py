@@ -1,0 +1,385 @@
+"""The problem vocabulary shared by verify, probe and the transport: codes, Problem, and OpenSSL errors explained.
+
+A :class:`Problem` is a stable ``code`` (see :class:`Code`), a sentence a person can read and a fix that never
+says "turn verification off".  :func:`explain_ssl_error` turns an ``ssl.SSLError`` from OpenSSL (verify codes,
+TLS alerts) into one Problem; :mod:`tlskit.pki.diagnose` finds problems in certificate chains.
+"""
+
+from __future__ import annotations
+
+import enum
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = [
+    "EXTENSION_ERRORS",
+    "Code",
+    "Problem",
+    "Purpose",
+    "dn",
+    "explain_ssl_error",
+    "ext",
+    "label",
+    "names_of",
+    "utc",
+    "when",
+]
+
+_E = TypeVar("_E", bound=x509.ExtensionType)
+
+#: What cryptography raises for certificate extensions it cannot parse or accept.
+EXTENSION_ERRORS = (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
+class Purpose(enum.StrEnum):
+    """What the certificate is checked for: a TLS server (serverAuth) or a TLS client (clientAuth)."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+    @property
+    def eku(self) -> x509.ObjectIdentifier:
+        """The extended key usage this purpose requires."""
+        return ExtendedKeyUsageOID.SERVER_AUTH if self is Purpose.SERVER else ExtendedKeyUsageOID.CLIENT_AUTH
+
+
+class Code(enum.StrEnum):
+    """Stable problem codes (JSON output, ``tlskit probe``, ``TLSError.code``)."""
+
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    HOSTNAME_MISMATCH = "hostname_mismatch"
+    SELF_SIGNED = "self_signed"
+    UNTRUSTED_ROOT = "untrusted_root"
+    INCOMPLETE_CHAIN = "incomplete_chain"
+    WRONG_ORDER = "wrong_order"
+    NO_SAN = "no_san"
+    WEAK_KEY = "weak_key"
+    WEAK_SIGNATURE = "weak_signature"
+    REVOKED = "revoked"
+    CLIENT_CERT_REQUIRED = "client_cert_required"
+    CLIENT_CERT_REJECTED = "client_cert_rejected"
+    SERVER_CERT_REJECTED = "server_cert_rejected"
+    WRONG_PURPOSE = "wrong_purpose"
+    PROTOCOL_TOO_OLD = "protocol_too_old"
+    NOT_TLS = "not_tls"
+    NO_SHARED_CIPHER = "no_shared_cipher"
+    UNRECOGNIZED_NAME = "unrecognized_name"
+    CONNECTION_CLOSED = "connection_closed"
+    CA_CONSTRAINTS = "ca_constraints"
+    PATH_LENGTH_EXCEEDED = "path_length_exceeded"
+    NAME_CONSTRAINTS = "name_constraints"
+    BAD_SIGNATURE = "bad_signature"
+    KEY_USAGE = "key_usage"
+    CRL_INVALID = "crl_invalid"
+    TOO_COMPLEX = "too_complex"
+    NONCONFORMING = "nonconforming"
+    MALFORMED = "malformed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: a stable ``code``, a plain ``message`` and what to do about it (``fix``)."""
+
+    code: str
+    message: str
+    fix: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON shape used everywhere: ``{"code", "message", "fix"}``."""
+        return {"code": str(self.code), "message": self.message, "fix": self.fix}
+
+    def __str__(self) -> str:
+        return f"{self.message}; fix: {self.fix}" if self.fix else self.message
+
+
+# ------------------------------------------------------------------------------------------- naming things
+
+
+def utc(at: datetime | None) -> datetime:
+    """``at`` as an aware UTC datetime (naive values are taken as UTC); now if None."""
+    if at is None:
+        return datetime.now(UTC)
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def label(cert: x509.Certificate) -> str:
+    """A short human name for a certificate: its CN, else its whole subject."""
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if cns:
+        value = cns[0].value
+        return value if isinstance(value, str) else bytes(value).decode(errors="replace")
+    return dn(cert.subject)
+
+
+def dn(name: x509.Name) -> str:
+    """A distinguished name as RFC 4514 text."""
+    return name.rfc4514_string() or "(empty name)"
+
+
+def ext(cert: x509.Certificate, kind: type[_E]) -> x509.Extension[_E] | None:
+    """The extension of that class, or None (absent, or the extensions do not parse)."""
+    try:
+        return cert.extensions.get_extension_for_class(kind)
+    except x509.ExtensionNotFound:
+        return None
+    except EXTENSION_ERRORS:  # malformed extensions are reported by the checks that parse them on purpose
+        return None
+
+
+def names_of(cert: x509.Certificate) -> list[str]:
+    """The identities a certificate carries: its DNS and IP subjectAltNames (or, lacking any, its CN)."""
+    san = ext(cert, x509.SubjectAlternativeName)
+    if san is not None:
+        names = [str(n) for n in san.value.get_values_for_type(x509.DNSName)]
+        names += [str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)]
+        if names:
+            return names
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return [f"CN={label(cert)}"] if cns else []
+
+
+def when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+# ------------------------------------------------------------------------------------- ssl error explanation
+
+# OpenSSL X509_V_ERR_* codes (x509_vfy.h) -> (code, what is wrong, fix).  "{subject}" reads "the server's"
+# or "the client's" certificate depending on which peer was being verified.
+_VERIFY_CODES: dict[int, tuple[Code, str, str]] = {
+    2: (
+        Code.INCOMPLETE_CHAIN,
+        "{subject} chain is incomplete: an issuer certificate is missing",
+        "send the intermediate certificates with the leaf (leaf + intermediates in one file)",
+    ),
+    9: (Code.NOT_YET_VALID, "{subject} is not valid yet", "check the clocks; wait, or reissue with an earlier start"),
+    10: (Code.EXPIRED, "{subject} has expired", "renew the certificate and install the new one"),
+    18: (
+        Code.SELF_SIGNED,
+        "{subject} is self-signed and not trusted",
+        "use a certificate issued by a trusted CA, or trust this one explicitly (--ca)",
+    ),
+    19: (
+        Code.UNTRUSTED_ROOT,
+        "{subject} chain ends at a self-signed root that is not trusted",
+        "trust that root CA (--ca FILE), or use a certificate from a CA you already trust",
+    ),
+    20: (
+        Code.INCOMPLETE_CHAIN,
+        "{subject} issuer is unknown: it was not sent and is not in the trust store",
+        "send the intermediate CA certificates with the leaf; if the issuer is a root, trust it (--ca)",
+    ),
+    21: (
+        Code.INCOMPLETE_CHAIN,
+        "{subject} issuer is unknown: it was not sent and is not in the trust store",
+        "send the intermediate CA certificates with the leaf; if the issuer is a root, trust it (--ca)",
+    ),
+    22: (Code.PATH_LENGTH_EXCEEDED, "{subject} chain is too long", "use a shorter CA hierarchy"),
+    23: (Code.REVOKED, "{subject} has been revoked by its CA", "replace it with a newly issued certificate"),
+    24: (
+        Code.CA_CONSTRAINTS,
+        "{subject} chain contains an issuer that is not a valid CA",
+        "issue certificates only from CA certificates",
+    ),
+    25: (
+        Code.PATH_LENGTH_EXCEEDED,
+        "{subject} chain breaks a CA's path-length limit",
+        "issue from a CA higher up, or recreate the CA with a larger path length",
+    ),
+    26: (
+        Code.WRONG_PURPOSE,
+        "{subject} is not meant for this purpose (extendedKeyUsage)",
+        "reissue it with the right profile (server or client)",
+    ),
+    27: (Code.UNTRUSTED_ROOT, "{subject} root is not trusted for this purpose", "trust the right root CA (--ca)"),
+    28: (Code.UNTRUSTED_ROOT, "{subject} root is marked as rejected", "trust the right root CA (--ca)"),
+    32: (
+        Code.KEY_USAGE,
+        "{subject} issuer may not sign certificates (keyUsage lacks keyCertSign)",
+        "recreate the CA certificate with keyCertSign",
+    ),
+    47: (
+        Code.NAME_CONSTRAINTS,
+        "{subject} names are outside what its CA may certify (name constraints)",
+        "issue it from a CA allowed to certify those names",
+    ),
+    48: (
+        Code.NAME_CONSTRAINTS,
+        "{subject} names are excluded by its CA's name constraints",
+        "issue it from a CA allowed to certify those names",
+    ),
+    66: (Code.WEAK_KEY, "{subject} key is too small", "reissue it with an EC P-256 or RSA-2048+ key"),
+    67: (Code.WEAK_KEY, "{subject} issuing CA key is too small", "use a CA with an EC P-256 or RSA-2048+ key"),
+    68: (Code.WEAK_SIGNATURE, "{subject} is signed with a weak digest (SHA-1 or MD5)", "reissue it with SHA-256"),
+    79: (
+        Code.CA_CONSTRAINTS,
+        "{subject} chain contains an invalid CA certificate",
+        "recreate the CA with proper basicConstraints and keyUsage (tlskit ca init)",
+    ),
+}
+for _c in (4, 6, 7):
+    _VERIFY_CODES[_c] = (
+        Code.BAD_SIGNATURE,
+        "{subject} signature does not verify",
+        "reissue it from the CA whose certificate is in the chain",
+    )
+for _c in (3, 8, 11, 12, 33, 35, 36):
+    _VERIFY_CODES[_c] = (
+        Code.CRL_INVALID,
+        "a CRL needed to check {subject} is missing, expired or invalid",
+        "give a current CRL from the issuing CA",
+    )
+for _c in (62, 64):
+    _VERIFY_CODES[_c] = (
+        Code.HOSTNAME_MISMATCH,
+        "{subject} is not valid for {host}",
+        "connect with a name the certificate carries, or reissue it with {host} as a SAN",
+    )
+
+# OpenSSL reason strings (ssl.SSLError.reason) -> code, as seen by a client (peer = SERVER).
+_REASONS: dict[str, Code] = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": Code.CLIENT_CERT_REQUIRED,
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": Code.CLIENT_CERT_REQUIRED,
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": Code.CLIENT_CERT_REQUIRED,
+    "TLSV1_ALERT_UNKNOWN_CA": Code.CLIENT_CERT_REJECTED,
+    "SSLV3_ALERT_BAD_CERTIFICATE": Code.CLIENT_CERT_REJECTED,
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": Code.CLIENT_CERT_REJECTED,
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": Code.CLIENT_CERT_REJECTED,
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": Code.CLIENT_CERT_REJECTED,
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": Code.CLIENT_CERT_REJECTED,
+    "TLSV1_ALERT_ACCESS_DENIED": Code.CLIENT_CERT_REJECTED,
+    "UNSUPPORTED_PROTOCOL": Code.PROTOCOL_TOO_OLD,
+    "TLSV1_ALERT_PROTOCOL_VERSION": Code.PROTOCOL_TOO_OLD,
+    "NO_PROTOCOLS_AVAILABLE": Code.PROTOCOL_TOO_OLD,
+    "VERSION_TOO_LOW": Code.PROTOCOL_TOO_OLD,
+    "WRONG_VERSION_NUMBER": Code.NOT_TLS,
+    "HTTP_REQUEST": Code.NOT_TLS,
+    "HTTPS_PROXY_REQUEST": Code.NOT_TLS,
+    "PACKET_LENGTH_TOO_LONG": Code.NOT_TLS,
+    "RECORD_LAYER_FAILURE": Code.NOT_TLS,
+    "NO_SHARED_CIPHER": Code.NO_SHARED_CIPHER,
+    "NO_CIPHERS_AVAILABLE": Code.NO_SHARED_CIPHER,
+    "NO_SUITABLE_SIGNATURE_ALGORITHM": Code.NO_SHARED_CIPHER,
+    "TLSV1_UNRECOGNIZED_NAME": Code.UNRECOGNIZED_NAME,
+    "TLSV1_ALERT_UNRECOGNIZED_NAME": Code.UNRECOGNIZED_NAME,
+    "UNEXPECTED_EOF_WHILE_READING": Code.CONNECTION_CLOSED,
+    "EE_KEY_TOO_SMALL": Code.WEAK_KEY,
+    "CA_KEY_TOO_SMALL": Code.WEAK_KEY,
+    "CA_MD_TOO_WEAK": Code.WEAK_SIGNATURE,
+}
+
+_REASON_TEXT: dict[Code, tuple[str, str]] = {
+    Code.CLIENT_CERT_REQUIRED: (
+        "the server requires a client certificate and none was accepted "
+        "(with TLS 1.2 a handshake_failure alert can also mean no cipher or version in common)",
+        "give a client certificate and key issued by a CA the server trusts (--cert/--key)",
+    ),
+    Code.CLIENT_CERT_REJECTED: (
+        "the server rejected the client certificate ({reason})",
+        "use a client certificate issued by a CA the server trusts, valid now and with the client profile",
+    ),
+    Code.SERVER_CERT_REJECTED: (
+        "the client rejected this server's certificate ({reason})",
+        "serve a certificate (with its intermediates) from a CA the client trusts, valid for the name it uses",
+    ),
+    Code.PROTOCOL_TOO_OLD: (
+        "no protocol version in common: the peer offers only versions refused here (TLS 1.0/1.1 or older)",
+        "upgrade the peer to TLS 1.2 or 1.3 rather than lowering the minimum version",
+    ),
+    Code.NOT_TLS: (
+        "the peer does not speak TLS on this port (a plaintext service, e.g. HTTP?)",
+        "check the port, or use a plaintext client for a plaintext service",
+    ),
+    Code.NO_SHARED_CIPHER: (
+        "no cipher suite or signature algorithm in common with the peer",
+        "enable the Mozilla intermediate cipher suites on both sides",
+    ),
+    Code.UNRECOGNIZED_NAME: (
+        "the server has no certificate for the requested server name (SNI)",
+        "connect with a name the server is configured for (--servername)",
+    ),
+    Code.CONNECTION_CLOSED: (
+        "the peer closed the connection during the handshake",
+        "check the peer's log: it may require a client certificate, refuse the SNI name or not speak TLS",
+    ),
+    Code.WEAK_KEY: ("a key in use is too small for OpenSSL's security level", "use EC P-256 or RSA-2048+ keys"),
+    Code.WEAK_SIGNATURE: ("a certificate is signed with a weak digest (SHA-1 or MD5)", "reissue it with SHA-256"),
+}
+
+
+def explain_ssl_error(
+    exc: ssl.SSLError,
+    *,
+    host: str | None = None,
+    peer: Purpose = Purpose.SERVER,
+    chain: Sequence[x509.Certificate] = (),
+) -> Problem:
+    """Turn an OpenSSL error into one Problem.
+
+    ``peer`` is who was on the other side: ``Purpose.SERVER`` when this side is a client (the default),
+    ``Purpose.CLIENT`` in a server's handshake-failure hook.  ``chain`` (the peer's certificates, if known)
+    lets messages name the identities and dates of the certificate.
+    """
+    subject = "the server's certificate" if peer is Purpose.SERVER else "the client's certificate"
+    verify_code = getattr(exc, "verify_code", None)
+    if isinstance(exc, ssl.SSLCertVerificationError) and isinstance(verify_code, int):
+        return _explain_verify(
+            verify_code, str(getattr(exc, "verify_message", "") or exc), subject, host=host, peer=peer, chain=chain
+        )
+    reason = str(getattr(exc, "reason", None) or "")
+    code = _REASONS.get(reason)
+    if code is None and isinstance(exc, ssl.SSLEOFError):
+        code = Code.CONNECTION_CLOSED
+    if code is Code.CLIENT_CERT_REJECTED and peer is Purpose.CLIENT:
+        code = Code.SERVER_CERT_REJECTED  # an alert from the client is about *our* certificate
+    if code is Code.CLIENT_CERT_REQUIRED and peer is Purpose.CLIENT and reason.startswith("SSLV3_ALERT"):
+        code = Code.NO_SHARED_CIPHER
+    if code is None:
+        text = reason or str(exc)
+        return Problem(Code.UNKNOWN, f"the TLS handshake failed ({text})", "run tlskit probe HOST:PORT for a diagnosis")
+    message, fix = _REASON_TEXT[code]
+    pretty = reason.replace("SSLV3_ALERT_", "").replace("TLSV1_ALERT_", "").replace("_", " ").lower()
+    return Problem(code, message.format(reason=pretty or "alert"), fix)
+
+
+def _explain_verify(
+    verify_code: int,
+    verify_message: str,
+    subject: str,
+    *,
+    host: str | None,
+    peer: Purpose,
+    chain: Sequence[x509.Certificate],
+) -> Problem:
+    entry = _VERIFY_CODES.get(verify_code)
+    if entry is None:
+        code, message, fix = (
+            Code.UNKNOWN,
+            f"{subject} did not verify ({verify_message})",
+            "run tlskit probe for details",
+        )
+    else:
+        code, message, fix = entry
+        message = message.format(subject=subject, host=host or "the requested name")
+        fix = fix.format(host=host or "the name")
+    leaf = chain[0] if chain else None
+    if leaf is not None:
+        if code is Code.HOSTNAME_MISMATCH:
+            message += f"; it is valid for: {', '.join(names_of(leaf)) or 'no names'}"
+        elif code is Code.EXPIRED:
+            message += f" (on {when(leaf.not_valid_after_utc)})"
+        elif code is Code.NOT_YET_VALID:
+            message += f" (until {when(leaf.not_valid_before_utc)})"
+        elif code is Code.INCOMPLETE_CHAIN:
+            message += f" (issuer of '{label(chain[-1])}': '{dn(chain[-1].issuer)}')"
+    if peer is Purpose.CLIENT:
+        return Problem(Code.CLIENT_CERT_REJECTED, f"the client's certificate was rejected: {message}", fix)
+    return Problem(code, message, fix)

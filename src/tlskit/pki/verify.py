@@ -1,0 +1,414 @@
+"""Chain verification on cryptography's ``x509.verification`` (CA/B Forum "web PKI" rules), plus tlskit's own checks.
+
+cryptography builds and validates the path; tlskit adds what it does not do (CRL revocation) and a few
+conformance rules that strict verifiers (OpenSSL's X509_STRICT, the CA/B Forum requirements) apply: weak keys,
+missing key identifiers, non-positive serials, a CN that names something the SANs do not, wildcards over a
+whole top-level domain.  When a chain is rejected, :func:`~tlskit.pki.diagnose.diagnose_chain` names every
+reason in plain words with a fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import os
+import re
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509 import verification as xv
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ..errors import InputError
+from . import files
+from .diagnose import (
+    check_revocation,
+    diagnose_chain,
+    host_matches,
+    is_self_signed,
+    parse_host,
+    weak_key_reason,
+)
+from .problems import Code, Problem, Purpose, ext, label, names_of, utc
+
+__all__ = ["Purpose", "VerifyResult", "parse_time", "system_roots", "verify_chain", "verify_files"]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome: ``ok``, the path that was built (leaf first, ending at a trust anchor) and the problems."""
+
+    ok: bool
+    chain: list[x509.Certificate] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape: ``{"ok", "chain": [{subject, issuer, serial}], "problems": [{code, message, fix}]}``."""
+        return {
+            "ok": self.ok,
+            "chain": [
+                {
+                    "subject": c.subject.rfc4514_string(),
+                    "issuer": c.issuer.rfc4514_string(),
+                    "serial": f"{c.serial_number:x}",
+                }
+                for c in self.chain
+            ],
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+# ------------------------------------------------------------------------------------------ building blocks
+
+
+def _eku_validator(
+    purpose: Purpose,
+) -> Callable[[xv.Policy, x509.Certificate, x509.ExtendedKeyUsage | None], None]:
+    """An EKU check for ``purpose`` (cryptography's client verifier only knows clientAuth)."""
+
+    def check(_policy: xv.Policy, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
+        if eku is not None and purpose.eku not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
+            raise ValueError(f"extendedKeyUsage does not allow TLS {purpose.value} authentication")
+
+    return check
+
+
+def _client_san(_policy: xv.Policy, cert: x509.Certificate, san: x509.SubjectAlternativeName | None) -> None:
+    # Client certificates often identify a person by CN alone, so a SAN is optional; when present, RFC 5280's
+    # criticality rule still applies.
+    if san is not None and not list(san):
+        raise ValueError("subjectAltName is empty")
+    if not cert.subject and san is None:
+        raise ValueError("certificate has neither a subject nor a subjectAltName")
+
+
+def _verifier(
+    store: xv.Store, purpose: Purpose, subject: xv.Subject | None, at: datetime
+) -> xv.ServerVerifier | xv.ClientVerifier:
+    builder = xv.PolicyBuilder().store(store).time(at)
+    if purpose is Purpose.SERVER and subject is not None:
+        return builder.build_server_verifier(subject)
+    # No peer name (or a client): the client verifier builds the path without matching a name; the extension
+    # policies make it check the EKU of the purpose asked for.
+    ee = xv.ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, xv.Criticality.NON_CRITICAL, _eku_validator(purpose)
+    )
+    ca = xv.ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, xv.Criticality.NON_CRITICAL, _eku_validator(purpose)
+    )
+    if purpose is Purpose.CLIENT:
+        ee = ee.may_be_present(x509.SubjectAlternativeName, xv.Criticality.AGNOSTIC, _client_san)
+    return builder.extension_policies(ca_policy=ca, ee_policy=ee).build_client_verifier()
+
+
+# cryptography's rejection messages -> (code, plain sentence, fix); the first matching fragment wins.
+_REJECTIONS: list[tuple[str, Code, str, str]] = [
+    (
+        "no matching subjectAltName",
+        Code.HOSTNAME_MISMATCH,
+        "the certificate is not valid for {host}",
+        "use a name it carries",
+    ),
+    ("has no subjectAltName", Code.NO_SAN, "the certificate has no subjectAltName", "reissue it with SANs"),
+    ("2.5.29.17: Certificate is missing", Code.NO_SAN, "the certificate has no subjectAltName", "reissue it with SANs"),
+    (
+        "not valid at validation time",
+        Code.EXPIRED,
+        "a certificate in the chain is outside its validity period",
+        "renew it, or check the clock",
+    ),
+    (
+        "name constraint",
+        Code.NAME_CONSTRAINTS,
+        "a CA's name constraints forbid the certificate's names",
+        "issue it from a CA allowed to certify those names",
+    ),
+    ("path length", Code.PATH_LENGTH_EXCEEDED, "a CA's path-length limit is exceeded", "issue from a CA higher up"),
+    ("max depth", Code.PATH_LENGTH_EXCEEDED, "the chain is too long", "use a shorter CA hierarchy"),
+    (
+        "Exceeded maximum",
+        Code.TOO_COMPLEX,
+        "path building gave up: the chain or its name constraints are too complex",
+        "send only the certificates of the chain",
+    ),
+    (
+        "basicConstraints.cA must not",
+        Code.CA_CONSTRAINTS,
+        "a CA certificate is used as the end-entity certificate",
+        "issue a separate end-entity certificate",
+    ),
+    (
+        "basicConstraints",
+        Code.CA_CONSTRAINTS,
+        "an issuer in the chain is not a proper CA certificate",
+        "recreate the CA with tlskit ca init / ca intermediate",
+    ),
+    (
+        "keyCertSign",
+        Code.KEY_USAGE,
+        "a keyUsage is wrong for the certificate's role",
+        "reissue it with the right profile",
+    ),
+    (
+        "EKU",
+        Code.WRONG_PURPOSE,
+        "the certificate's extendedKeyUsage does not allow this purpose",
+        "reissue it with the right profile (server or client)",
+    ),
+    (
+        "extendedKeyUsage",
+        Code.WRONG_PURPOSE,
+        "the certificate's extendedKeyUsage does not allow this purpose",
+        "reissue it with the right profile (server or client)",
+    ),
+    (
+        "signature does not match",
+        Code.BAD_SIGNATURE,
+        "a signature in the chain does not verify",
+        "reissue the certificate from the CA in the chain",
+    ),
+    ("public key", Code.WEAK_KEY, "a key in the chain is of a forbidden or too weak kind", "use EC P-256 or RSA-2048+"),
+    ("RSA key", Code.WEAK_KEY, "a key in the chain is of a forbidden or too weak kind", "use EC P-256 or RSA-2048+"),
+    (
+        "signature algorithm",
+        Code.WEAK_SIGNATURE,
+        "a signature algorithm in the chain is forbidden",
+        "reissue it signed with SHA-256",
+    ),
+    (
+        "no interior errors",
+        Code.UNTRUSTED_ROOT,
+        "no path to a trusted root was found",
+        "trust the root CA (--ca) and give the intermediates (--chain)",
+    ),
+]
+
+
+def _translate(exc: Exception, leaf: x509.Certificate, host: str | None) -> Problem:
+    text = str(exc).removeprefix("validation failed: ")
+    where = re.search(r"encountered processing <Certificate\(subject=<Name\((.*?)\)>", text)
+    text = re.sub(r" \(encountered processing .*$", "", text)
+    about = f" (in '{where.group(1)}')" if where else ""
+    for fragment, code, message, fix in _REJECTIONS:
+        if fragment in text:
+            extra = (
+                f"; it is valid for: {', '.join(names_of(leaf)) or 'no names'}"
+                if code is Code.HOSTNAME_MISMATCH
+                else ""
+            )
+            return Problem(code, message.format(host=host) + extra + about, fix)
+    return Problem(
+        Code.NONCONFORMING,
+        f"the chain breaks RFC 5280 / CA/B Forum rules: {text}{about}",
+        "reissue the offending certificate with a standard profile (tlskit ca issue)",
+    )
+
+
+# ------------------------------------------------------------------------------------ tlskit's own checks
+
+
+def _cn_as_ip(cn: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a CN spells, in any form a lenient parser accepts (hex, octal, leading zeros, IPv6)."""
+    try:
+        return ipaddress.ip_address(cn)
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9a-fA-FxX.]+", cn) and any(ch.isdigit() for ch in cn):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(cn))
+        except OSError:
+            return None
+    return None
+
+
+def _cn_problem(leaf: x509.Certificate) -> Problem | None:
+    """CA/B BR 7.1.4.3: a CN naming an IP or a SAN must be a character-for-character copy of that SAN.
+
+    Legacy clients still match the CN, so an IP address or a differently spelled name (case, IDNA form,
+    ``0xC0A80101`` for ``192.168.1.1``) is an identity the SANs do not vouch for in that form.  A CN that is not
+    an IP and no spelling of a SAN (``"tlskit test server"``, a legacy host name) is left alone.
+    """
+    cns = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    san = ext(leaf, x509.SubjectAlternativeName)
+    if not cns or san is None:
+        return None
+    cn = str(cns[0].value)
+    dns = san.value.get_values_for_type(x509.DNSName)
+    ips = san.value.get_values_for_type(x509.IPAddress)
+    if cn in dns or cn in {str(ip) for ip in ips}:
+        return None
+    address = _cn_as_ip(cn)
+    try:
+        folded = cn.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        folded = cn.lower()
+    if address is None and folded not in {d.lower() for d in dns}:
+        return None
+    return Problem(
+        Code.NONCONFORMING,
+        f"the CN '{cn}' is not spelled exactly as one of the subjectAltNames ({', '.join([*dns, *map(str, ips)])})",
+        "reissue it with a CN copied character for character from one of its SANs, or with no CN",
+    )
+
+
+def _conformance(chain: Sequence[x509.Certificate], purpose: Purpose) -> list[Problem]:
+    """Checks that cryptography's verifier leaves out; each maps to an RFC 5280 or CA/B Forum rule."""
+    problems: list[Problem] = []
+
+    def bad(cert: x509.Certificate, what: str, fix: str = "reissue it with a standard profile (tlskit ca)") -> None:
+        problems.append(Problem(Code.NONCONFORMING, f"'{label(cert)}' {what}", fix))
+
+    for depth, cert in enumerate(chain):
+        anchor = depth == len(chain) - 1  # RFC 5280 6.1: a trust anchor is its name and key, not a checked cert
+        weak = weak_key_reason(cert)
+        if weak:
+            problems.append(Problem(Code.WEAK_KEY, f"'{label(cert)}' has {weak}", "use EC P-256 or RSA-2048+ keys"))
+        if cert.serial_number <= 0 and not anchor:
+            bad(cert, "has a serial number that is not positive (RFC 5280 4.1.2.2)")
+        aki = ext(cert, x509.AuthorityKeyIdentifier)
+        ski = ext(cert, x509.SubjectKeyIdentifier)
+        if not anchor and cert.issuer != cert.subject and (aki is None or aki.value.key_identifier is None):
+            bad(cert, "lacks an authorityKeyIdentifier (RFC 5280 4.2.1.1)")
+        if depth and ski is None:
+            bad(cert, "is a CA certificate without a subjectKeyIdentifier (RFC 5280 4.2.1.2)")
+        if aki is not None and is_self_signed(cert):
+            value = aki.value
+            if value.authority_cert_issuer or value.authority_cert_serial_number is not None:
+                bad(cert, "is a root whose authorityKeyIdentifier names an issuer and serial (CA/B BR 7.1.2.1.3)")
+            elif ski is not None and value.key_identifier not in (None, ski.value.digest):
+                bad(cert, "is a root whose authorityKeyIdentifier differs from its subjectKeyIdentifier")
+        pc = ext(cert, x509.PolicyConstraints)
+        if pc is not None and not pc.critical:
+            bad(cert, "has a non-critical policyConstraints extension (RFC 5280 4.2.1.11)")
+    leaf = chain[0]
+    eku = ext(leaf, x509.ExtendedKeyUsage)
+    if eku is not None and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku.value:
+        bad(leaf, "allows any extended key usage (CA/B BR 7.1.2.7.10)", f"reissue it with the {purpose.value} profile")
+    if purpose is Purpose.SERVER:
+        cn = _cn_problem(leaf)
+        if cn is not None:
+            problems.append(cn)
+        san = ext(leaf, x509.SubjectAlternativeName)
+        for name in san.value.get_values_for_type(x509.DNSName) if san is not None else []:
+            if name == "*" or (name.startswith("*.") and "." not in name[2:]):
+                bad(leaf, f"has the wildcard {name} covering a whole top-level domain", "use names under your domain")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------- verification
+
+
+def verify_chain(
+    leaf: x509.Certificate,
+    *,
+    roots: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate] = (),
+    host: str | None = None,
+    purpose: Purpose = Purpose.SERVER,
+    crls: Sequence[x509.CertificateRevocationList] = (),
+    at: datetime | None = None,
+) -> VerifyResult:
+    """Verify ``leaf`` up to one of ``roots`` for ``purpose`` (and ``host``: a DNS name or IP) at time ``at``.
+
+    ``intermediates`` are untrusted candidates for the path, in any order.  CRLs are applied to every
+    certificate of the built path whose issuer signed one of them.  Raises :class:`InputError` for an
+    unusable ``host``; every verification failure is reported in the result, never raised.
+    """
+    purpose = Purpose(purpose)
+    moment = utc(at)
+    subject = parse_host(host) if host else None
+    if not roots:
+        return VerifyResult(
+            False,
+            problems=[Problem(Code.UNTRUSTED_ROOT, "no trust anchors were given", "give the root CA with --ca FILE")],
+        )
+    try:
+        verifier = _verifier(xv.Store(list(roots)), purpose, subject, moment)
+        result = verifier.verify(leaf, list(intermediates))
+        chain = list(result) if isinstance(result, list) else list(result.chain)
+    except (xv.VerificationError, ValueError, x509.UnsupportedGeneralNameType) as exc:
+        found = diagnose_chain(
+            [leaf], roots=roots, intermediates=intermediates, host=host, purpose=purpose, crls=crls, at=moment
+        )
+        reason = _translate(exc, leaf, host)
+        # cryptography's reason leads unless the diagnosis already says it, or says it more precisely (a vague
+        # "no path to a root" next to "incomplete_chain" would only confuse)
+        vague = reason.code in {Code.UNTRUSTED_ROOT, Code.INCOMPLETE_CHAIN} and found
+        if not vague and reason.code not in {p.code for p in found}:
+            found = [reason, *found]
+        return VerifyResult(False, problems=found)
+    problems = _conformance(chain, purpose)
+    for cert, issuer in itertools.pairwise(chain):
+        problems += check_revocation(cert, issuer, crls, at=moment)
+    if purpose is Purpose.CLIENT and host and not host_matches(leaf, host):
+        problems += diagnose_chain([leaf], roots=roots, host=host, purpose=purpose, at=moment)[:1] or [
+            Problem(Code.HOSTNAME_MISMATCH, f"'{label(leaf)}' is not valid for {host}", "use a name it carries")
+        ]
+    return VerifyResult(not problems, chain=chain, problems=problems)
+
+
+def parse_time(text: str) -> datetime:
+    """``--at`` values: ISO-8601 date or date-time (``Z`` or an offset; naive means UTC) or a Unix timestamp."""
+    value = text.strip()
+    try:
+        if re.fullmatch(r"-?\d+(\.\d+)?", value):
+            return datetime.fromtimestamp(float(value), tz=UTC)
+        return utc(datetime.fromisoformat(value.replace("z", "Z")))
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InputError(
+            f"cannot read the time {text!r}",
+            fix="use ISO-8601 (2025-01-31 or 2025-01-31T12:00:00Z) or a Unix timestamp",
+        ) from exc
+
+
+def system_roots() -> list[x509.Certificate]:
+    """The system trust store as OpenSSL is configured to find it (``cafile`` and ``capath``)."""
+    paths = ssl.get_default_verify_paths()
+    found: dict[bytes, x509.Certificate] = {}
+    candidates = [paths.cafile, paths.openssl_cafile]
+    for directory in (paths.capath, paths.openssl_capath):
+        if directory and os.path.isdir(directory):
+            candidates += sorted(str(p) for p in Path(directory).iterdir() if p.is_file())
+    for candidate in candidates:
+        if not candidate or not os.path.isfile(candidate):
+            continue
+        try:
+            certs = x509.load_pem_x509_certificates(Path(candidate).read_bytes())
+        except (ValueError, OSError):
+            continue  # capath also holds CRLs and odd files; one bad file must not hide the rest
+        for cert in certs:
+            found.setdefault(cert.fingerprint(hashes.SHA256()), cert)
+    if not found:
+        raise InputError("no system trust store was found", fix="give the root CA certificate with --ca FILE")
+    return list(found.values())
+
+
+def verify_files(
+    cert_path: str | os.PathLike[str],
+    *,
+    ca_paths: Sequence[str | os.PathLike[str]] = (),
+    chain_path: str | os.PathLike[str] | None = None,
+    host: str | None = None,
+    purpose: Purpose = Purpose.SERVER,
+    crl_paths: Sequence[str | os.PathLike[str]] = (),
+    at: datetime | None = None,
+) -> VerifyResult:
+    """:func:`verify_chain` on files: the first certificate of ``cert_path`` is the leaf, the rest intermediates.
+
+    Without ``ca_paths`` the system trust store is used.  Unreadable files raise :class:`InputError`.
+    """
+    leaf, *intermediates = files.load_certificates(cert_path)
+    if chain_path is not None:
+        intermediates += files.load_certificates(chain_path)
+    roots = [cert for path in ca_paths for cert in files.load_certificates(path)] if ca_paths else system_roots()
+    crls = [files.load_crl(path) for path in crl_paths]
+    if host:
+        parse_host(host)  # a bad --host is a usage error (exit 2), not a verification failure
+    return verify_chain(leaf, roots=roots, intermediates=intermediates, host=host, purpose=purpose, crls=crls, at=at)

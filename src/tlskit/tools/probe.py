@@ -1,0 +1,517 @@
+"""``tlskit probe``: connect to a TLS server and explain everything that is wrong with it, not just the first thing.
+
+One handshake with a client that accepts anything (so the chain can be examined even when a real client would
+refuse it), then the chain as sent is diagnosed with :func:`tlskit.pki.diagnose.diagnose_chain` against the
+given trust anchors (or the system's); the handshake's own failures (client certificates) are classified here.
+Then each protocol version is tried on its own and, if TLS 1.2 is accepted, a short list of TLS 1.2 suites one
+at a time, to judge the configuration against Mozilla's "modern" and "intermediate" profiles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import ipaddress
+import os
+import socket
+import ssl
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ..errors import InputError, TlskitError
+from ..pki.certs import key_matches, utc_now
+from ..pki.diagnose import Code, Problem, Purpose, diagnose_chain, explain_ssl_error
+from ..pki.files import load_certificates, load_crl
+from ..pki.keys import describe_public_key, load_private_key
+from .scan import Handshake, ProtocolVersion, handshake, probe_context
+
+__all__ = [
+    "INTERMEDIATE_TLS12_SUITES",
+    "CertificateInfo",
+    "ProbeReport",
+    "ProfileCheck",
+    "VersionSupport",
+    "probe",
+]
+
+#: Mozilla "intermediate" (v5.7) TLS 1.2 suites: ECDHE/DHE key exchange with AEAD ciphers only.
+INTERMEDIATE_TLS12_SUITES = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256",
+    "DHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-CHACHA20-POLY1305",
+)
+# Suites outside that profile that servers still commonly accept: CBC, static RSA key exchange, 3DES.
+_LEGACY_TLS12_SUITES = (
+    "ECDHE-ECDSA-AES128-SHA",
+    "ECDHE-RSA-AES128-SHA",
+    "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-RSA-AES256-SHA",
+    "ECDHE-ECDSA-AES128-SHA256",
+    "ECDHE-RSA-AES128-SHA256",
+    "DHE-RSA-AES128-SHA",
+    "AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+    "AES128-SHA",
+    "AES256-SHA",
+    "DES-CBC3-SHA",
+)
+_SUITES = (*INTERMEDIATE_TLS12_SUITES, *_LEGACY_TLS12_SUITES)
+_OLD_VERSIONS = (ProtocolVersion.TLS1_0, ProtocolVersion.TLS1_1)
+# Alerts a server sends when it does not accept the client certificate it was given.
+_REJECTION_REASONS = (
+    "UNKNOWN_CA",
+    "BAD_CERTIFICATE",
+    "CERTIFICATE_UNKNOWN",
+    "UNSUPPORTED_CERTIFICATE",
+    "CERTIFICATE_REVOKED",
+    "CERTIFICATE_EXPIRED",
+    "ACCESS_DENIED",
+    "DECRYPT_ERROR",
+    "HANDSHAKE_FAILURE",
+)
+_EKU_NAMES = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
+}
+
+
+class VersionSupport(enum.StrEnum):
+    """Whether a server accepted a protocol version offered on its own."""
+
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    NOT_TESTABLE = "not testable here"
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """What a person needs to know about one certificate of a chain."""
+
+    subject: str
+    issuer: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    days_left: int
+    key_type: str
+    key_bits: int
+    signature_algorithm: str
+    sans: tuple[str, ...]
+    eku: tuple[str, ...]
+
+    @classmethod
+    def from_certificate(cls, cert: x509.Certificate, *, now: dt.datetime | None = None) -> CertificateInfo:
+        """Summarize ``cert``; ``days_left`` counts from ``now`` and is negative once it has expired."""
+        key = cert.public_key()
+        try:
+            key_type, key_bits = describe_public_key(key)  # type: ignore[arg-type]
+        except AttributeError:  # DSA and other keys tlskit does not describe
+            key_type, key_bits = type(key).__name__.removesuffix("PublicKey").lstrip("_"), 0
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            sans = tuple(_general_name(n) for n in san)
+        except x509.ExtensionNotFound:
+            sans = ()
+        try:
+            usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            eku = tuple(_EKU_NAMES.get(oid, oid.dotted_string) for oid in usages)
+        except x509.ExtensionNotFound:
+            eku = ()
+        return cls(
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            days_left=(cert.not_valid_after_utc - utc_now(now)).days,
+            key_type=key_type,
+            key_bits=key_bits,
+            signature_algorithm=cert.signature_algorithm_oid._name,
+            sans=sans,
+            eku=eku,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (dates in ISO 8601)."""
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_before": self.not_before.isoformat(),
+            "not_after": self.not_after.isoformat(),
+            "days_left": self.days_left,
+            "key_type": self.key_type,
+            "key_bits": self.key_bits,
+            "signature_algorithm": self.signature_algorithm,
+            "sans": list(self.sans),
+            "eku": list(self.eku),
+        }
+
+
+def _general_name(name: x509.GeneralName) -> str:
+    prefix = {
+        x509.DNSName: "DNS",
+        x509.IPAddress: "IP",
+        x509.RFC822Name: "email",
+        x509.UniformResourceIdentifier: "URI",
+    }
+    return f"{prefix.get(type(name), type(name).__name__)}:{name.value}"
+
+
+@dataclass(frozen=True)
+class ProfileCheck:
+    """Whether the server meets a Mozilla server-side TLS profile.
+
+    ``met`` is ``None`` when nothing violates the profile but a part of it could not be tested here.
+    ``reasons`` lists the violations (or what could not be tested).
+    """
+
+    name: str
+    met: bool | None
+    reasons: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"met": self.met, "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """Everything a probe found.  ``problems`` is empty for a healthy server."""
+
+    host: str
+    port: int
+    server_name: str | None
+    protocol: ProtocolVersion | None
+    cipher: str | None
+    group: str | None
+    alpn: str | None
+    chain: tuple[CertificateInfo, ...]
+    problems: tuple[Problem, ...]
+    versions: dict[ProtocolVersion, VersionSupport] = field(default_factory=dict)
+    tls12_ciphers: tuple[str, ...] = ()
+    profiles: tuple[ProfileCheck, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """No problems found."""
+        return not self.problems
+
+    @property
+    def codes(self) -> set[str]:
+        """The problem codes, for quick membership tests."""
+        return {p.code for p in self.problems}
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form printed by ``tlskit probe --json``."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "server_name": self.server_name,
+            "protocol": self.protocol.value if self.protocol else None,
+            "cipher": self.cipher,
+            "group": self.group,
+            "alpn": self.alpn,
+            "chain": [c.to_json() for c in self.chain],
+            "versions": {v.value: s.value for v, s in self.versions.items()},
+            "tls12_ciphers": list(self.tls12_ciphers),
+            "profiles": {p.name: p.to_json() for p in self.profiles},
+            "problems": [{"code": p.code, "message": p.message, "fix": p.fix} for p in self.problems],
+            "ok": self.ok,
+        }
+
+
+# --- inputs ------------------------------------------------------------------------------------------------
+
+
+def _system_roots() -> list[x509.Certificate]:
+    """The trust anchors a default client would use (the OpenSSL default CA file and directory)."""
+    paths = ssl.get_default_verify_paths()
+    roots: list[x509.Certificate] = []
+    # Some distributions still ship roots with non-positive serials; cryptography warns about each one.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        for cafile in {paths.cafile, paths.openssl_cafile}:
+            if cafile and os.path.isfile(cafile):
+                with contextlib.suppress(InputError):
+                    roots.extend(load_certificates(cafile))
+        capath = paths.capath or paths.openssl_capath
+        if not roots and capath and os.path.isdir(capath):
+            for entry in sorted(os.listdir(capath)):
+                with contextlib.suppress(InputError, OSError):  # hash links to CRLs, stray files
+                    roots.extend(load_certificates(os.path.join(capath, entry)))
+    return roots
+
+
+def _check_client_identity(cert: str, key: str, passphrase: bytes | None) -> None:
+    chain = load_certificates(cert)
+    private = load_private_key(key, passphrase=passphrase)
+    if not key_matches(chain[0], private):
+        raise InputError(
+            f"{key}: the key does not belong to the certificate in {cert}",
+            fix="pass the key made with that certificate",
+        )
+
+
+# --- diagnosis ---------------------------------------------------------------------------------------------
+
+
+def _sha1_verifies(cert: x509.Certificate, issuers: Sequence[x509.Certificate]) -> bool:
+    """Whether a SHA-1 signature on ``cert`` verifies with one of ``issuers``' keys.
+
+    Local workaround (see /work/notes/bugs.md): diagnose_chain checks signatures with cryptography's
+    ``verify_directly_issued_by``, which refuses SHA-1 outright and so reports ``bad_signature`` next to
+    ``weak_signature``.  The hazmat verify API still accepts SHA-1.
+    """
+    digest = cert.signature_hash_algorithm
+    if digest is None or digest.name not in ("sha1", "md5"):
+        return False
+    for issuer in issuers:
+        if issuer.subject != cert.issuer:
+            continue
+        key = issuer.public_key()
+        try:
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
+            elif isinstance(key, rsa.RSAPublicKey):
+                key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), digest)
+            else:
+                continue
+        except (InvalidSignature, ValueError):
+            continue
+        return True
+    return False
+
+
+def _diagnose(chain: list[x509.Certificate], *, roots: list[x509.Certificate], **kwargs: Any) -> list[Problem]:
+    problems = diagnose_chain(chain, roots=roots, **kwargs)
+    if any(_sha1_verifies(c, [*chain, *roots]) for c in chain):
+        problems = [p for p in problems if p.code != Code.BAD_SIGNATURE]
+    return problems
+
+
+def _client_cert_problem(result: Handshake, *, sent_cert: bool) -> Problem | None:
+    """Classify a failure caused by client authentication, which only the client knows it attempted."""
+    error = result.error
+    if error is None:
+        return None
+    reason = str(error.reason or "")
+    # TLS 1.3 has an alert for it; TLS 1.2 servers say handshake_failure after a visible CertificateRequest.
+    asked = result.after_handshake or result.flight.certificate_request
+    if "CERTIFICATE_REQUIRED" in reason or (not sent_cert and asked and "HANDSHAKE_FAILURE" in reason):
+        return Problem(
+            Code.CLIENT_CERT_REQUIRED,
+            "the server requires a client certificate and none was given",
+            "give a client certificate and key issued by a CA the server trusts (--cert/--key)",
+        )
+    if sent_cert and asked and any(r in reason for r in _REJECTION_REASONS):
+        alert = reason.removeprefix("SSLV3_ALERT_").removeprefix("TLSV1_ALERT_").lower()
+        return Problem(
+            Code.CLIENT_CERT_REJECTED,
+            f"the server rejected the client certificate (alert: {alert.replace('_', ' ')})",
+            "use a client certificate issued by a CA the server trusts, valid now, with clientAuth usage",
+        )
+    return None
+
+
+def _version_problem(
+    versions: dict[ProtocolVersion, VersionSupport], negotiated: ProtocolVersion | None
+) -> Problem | None:
+    old = [v for v in _OLD_VERSIONS if versions.get(v) is VersionSupport.ACCEPTED]
+    if not old and negotiated is not None and negotiated in _OLD_VERSIONS:
+        old = [negotiated]
+    if not old:
+        return None
+    names = " and ".join(v.value for v in old)
+    only = not any(versions.get(v) is VersionSupport.ACCEPTED for v in (ProtocolVersion.TLS1_2, ProtocolVersion.TLS1_3))
+    return Problem(
+        Code.PROTOCOL_TOO_OLD,
+        f"the server {'only speaks' if only else 'accepts'} {names}, deprecated since 2021 (RFC 8996)",
+        "enable TLS 1.2 and 1.3 and disable TLS 1.0/1.1 in the server configuration",
+    )
+
+
+def _profiles(versions: dict[ProtocolVersion, VersionSupport], tls12: Sequence[str]) -> tuple[ProfileCheck, ...]:
+    def state(v: ProtocolVersion) -> VersionSupport:
+        return versions.get(v, VersionSupport.NOT_TESTABLE)
+
+    untested = [
+        f"{v.value} could not be tested here" for v in ProtocolVersion if state(v) is VersionSupport.NOT_TESTABLE
+    ]
+    old = [f"accepts {v.value}" for v in _OLD_VERSIONS if state(v) is VersionSupport.ACCEPTED]
+    no13 = ["does not accept TLS 1.3"] if state(ProtocolVersion.TLS1_3) is VersionSupport.REFUSED else []
+
+    def check(name: str, violations: list[str]) -> ProfileCheck:
+        if violations:
+            return ProfileCheck(name, False, tuple(violations))
+        return ProfileCheck(name, None if untested else True, tuple(untested))
+
+    modern = old + (["accepts TLS 1.2"] if state(ProtocolVersion.TLS1_2) is VersionSupport.ACCEPTED else []) + no13
+    weak = [s for s in tls12 if s not in INTERMEDIATE_TLS12_SUITES]
+    intermediate = old + no13 + ([f"accepts TLS 1.2 suites outside the profile: {', '.join(weak)}"] if weak else [])
+    return check("modern", modern), check("intermediate", intermediate)
+
+
+# --- the probe ---------------------------------------------------------------------------------------------
+
+
+def probe(
+    host: str,
+    port: int,
+    *,
+    ca: Sequence[str | os.PathLike[str]] = (),
+    server_name: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    passphrase: bytes | None = None,
+    alpn: Sequence[str] = (),
+    crls: Sequence[str | os.PathLike[str]] = (),
+    timeout: float = 10.0,
+    scan: bool = True,
+    now: dt.datetime | None = None,
+) -> ProbeReport:
+    """Probe ``host:port`` and report what the server negotiates, sends and gets wrong.
+
+    ``ca`` files are the trust anchors (default: the system's); ``crls`` are checked for revocation.
+    ``server_name`` is sent as SNI and checked against the certificate (default: ``host``).  ``scan=False``
+    skips the per-version and per-suite handshakes.  Raises :class:`~tlskit.errors.InputError` for unreadable
+    inputs and :class:`~tlskit.errors.TlskitError` when there is no TCP connection at all.
+    """
+    if (cert is None) != (key is None):
+        raise InputError("a client certificate needs both --cert and --key", fix="pass both, or neither")
+    if cert is not None and key is not None:
+        _check_client_identity(cert, key, passphrase)
+    anchors = [c for f in ca for c in load_certificates(f)]
+    crl_objs = [load_crl(f) for f in crls]
+    name = server_name or host
+    sni = None if _is_ip(name) else name
+    try:
+        main_ctx = probe_context(alpn=tuple(alpn), cert=cert, key=key, passphrase=passphrase)
+    except ssl.SSLError as exc:
+        raise InputError(
+            f"OpenSSL refused the client certificate or key ({exc.reason})", fix="check both files"
+        ) from exc
+
+    def attempt(ctx: ssl.SSLContext, *, settle: float = 0.0) -> Handshake:
+        try:
+            return handshake(host, port, context=ctx, server_name=sni, timeout=timeout, settle=settle)
+        except OSError as exc:
+            raise _unreachable(host, port, exc, timeout) from exc
+
+    result = attempt(main_ctx, settle=min(timeout, 2.0))
+    chain = [x509.load_der_x509_certificate(der) for der in result.chain]
+    problems: list[Problem] = []
+    if chain:
+        roots = anchors or _system_roots()
+        problems += _diagnose(chain, roots=roots, host=name, purpose=Purpose.SERVER, crls=crl_objs, at=now)
+    if result.error is not None:
+        auth = _client_cert_problem(result, sent_cert=cert is not None)
+        if auth is not None:
+            problems.append(auth)
+        elif not chain or not problems:
+            problems.append(explain_ssl_error(result.error, host=name))
+
+    versions: dict[ProtocolVersion, VersionSupport] = {}
+    tls12: list[str] = []
+    if scan:
+        # Contexts are built here, handshakes run in threads: a server far away costs one round of RTTs.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            version_ctxs = {v: _pinned_context(version=v, alpn=alpn) for v in ProtocolVersion}
+            outcomes = pool.map(lambda v: _version_support(attempt, version_ctxs[v], v), ProtocolVersion)
+            versions = dict(zip(ProtocolVersion, outcomes, strict=True))
+            if versions[ProtocolVersion.TLS1_2] is VersionSupport.ACCEPTED:
+                suite_ctxs = {s: _pinned_context(version=ProtocolVersion.TLS1_2, suite=s, alpn=alpn) for s in _SUITES}
+                accepted = pool.map(lambda s: _suite_accepted(attempt, suite_ctxs[s]), _SUITES)
+                tls12 = [s for s, ok in zip(_SUITES, accepted, strict=True) if ok]
+    if (old := _version_problem(versions, result.protocol or result.flight.version)) is not None:
+        problems.append(old)
+
+    return ProbeReport(
+        host=host,
+        port=port,
+        server_name=sni,
+        protocol=result.protocol or result.flight.version,
+        cipher=result.cipher,
+        group=result.flight.group,
+        alpn=result.alpn,
+        chain=tuple(CertificateInfo.from_certificate(c, now=now) for c in chain),
+        problems=tuple(_unique(problems)),
+        versions=versions,
+        tls12_ciphers=tuple(tls12),
+        profiles=_profiles(versions, tls12) if scan else (),
+    )
+
+
+def _pinned_context(
+    *, version: ProtocolVersion, suite: str | None = None, alpn: Sequence[str]
+) -> ssl.SSLContext | None:
+    """A probing context offering only ``version`` (and ``suite``), or None if the local OpenSSL cannot."""
+    try:
+        return probe_context(version=version, ciphers=f"{suite or 'ALL'}:@SECLEVEL=0", alpn=tuple(alpn))
+    except (ValueError, ssl.SSLError):
+        return None
+
+
+def _version_support(
+    attempt: Callable[[ssl.SSLContext], Handshake], ctx: ssl.SSLContext | None, version: ProtocolVersion
+) -> VersionSupport:
+    if ctx is None:
+        return VersionSupport.NOT_TESTABLE
+    result = attempt(ctx)
+    if not result.sent:
+        return VersionSupport.NOT_TESTABLE  # the local OpenSSL refused to offer it at all
+    # The ServerHello decides, not the whole handshake: a server demanding a client cert still accepted it.
+    return VersionSupport.ACCEPTED if result.flight.version is version else VersionSupport.REFUSED
+
+
+def _suite_accepted(attempt: Callable[[ssl.SSLContext], Handshake], ctx: ssl.SSLContext | None) -> bool:
+    if ctx is None:
+        return False  # this OpenSSL build lacks the suite
+    result = attempt(ctx)
+    return result.sent and result.flight.cipher_suite is not None and result.flight.version is ProtocolVersion.TLS1_2
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _unique(problems: Sequence[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for p in problems:
+        if (p.code, p.message) not in seen:
+            seen.add((p.code, p.message))
+            out.append(p)
+    return out
+
+
+def _unreachable(host: str, port: int, exc: OSError, timeout: float) -> TlskitError:
+    where = f"{host}:{port}"
+    if isinstance(exc, ConnectionRefusedError):
+        return TlskitError(f"{where}: connection refused", fix="check the host and port, and that the server runs")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return TlskitError(f"{where}: no answer within {timeout:g} s", fix="check the address, firewalls and --timeout")
+    if isinstance(exc, socket.gaierror):
+        return TlskitError(f"{host}: unknown host ({exc.strerror})", fix="check the host name")
+    return TlskitError(f"{where}: cannot connect ({exc.strerror or exc})", fix="check the host and port")
