@@ -2,7 +2,8 @@
 
 Use ``pki`` (all files and CA objects, see :class:`PKI`), ``ca`` (the intermediate CA, to issue more) and
 ``make_cert`` (issue + write a leaf into the test's tmp_path, with injectable ``now``/``days`` for expired or
-not-yet-valid certificates).  Certificates must not be changed in place: the fixture is shared.
+not-yet-valid certificates).  The fixture is shared by the whole session: never change its files, and revoke
+only certificates your test issued itself (revocations show up on every later CRL of that CA).
 """
 
 from __future__ import annotations

@@ -369,3 +369,19 @@ def test_unwritable_directory(workdir: Path, tmp_path: Path) -> None:
         assert f"{target}: directory is not writable" in result.stderr and "writable directory" in result.stderr
     assert _snapshot(workdir) == before  # the CA did not record a certificate it could not write
     assert not list(target.glob("x*.pem"))
+
+
+def test_revoke_by_serial_and_list(hierarchy: Hierarchy, tmp_path: Path) -> None:
+    shutil.copytree(hierarchy.issuing, tmp_path / "ca")
+    ok(tlskit("ca", "issue", "ca", "gone.example", "--out", "gone", cwd=tmp_path))
+    serial = f"{load_certificates(tmp_path / 'gone.pem')[0].serial_number:X}"
+    both = tlskit("ca", "revoke", "ca", "gone.pem", "--serial", serial, cwd=tmp_path)
+    assert both.returncode == 2 and "either CERT or --serial" in both.stderr
+    out = ok(tlskit("ca", "revoke", "ca", "--serial", serial.lower(), "--reason", "superseded", cwd=tmp_path))
+    assert "reason superseded" in out
+    again = tlskit("ca", "revoke", "ca", "--serial", serial, cwd=tmp_path)
+    assert again.returncode == 2 and "already revoked" in again.stderr
+    lines = ok(tlskit("ca", "list", "ca", cwd=tmp_path)).splitlines()
+    assert lines[1].split() == ["SERIAL", "EXPIRES", "STATUS", "PROFILE", "SUBJECT", "NAMES"]
+    row = next(line for line in lines if "gone.example" in line)
+    assert row.split()[2] == "revoked" and row.split()[0].lstrip("0") == serial

@@ -1,16 +1,42 @@
-"""(being written)"""
+"""``tlskit serve``, ``tlskit connect`` and ``tlskit demo``: thin layers over :mod:`tlskit.net` and :mod:`tlskit.demo`.
+
+``serve`` writes its log (listening address, one line per connection, one per failed handshake) on stderr and
+received data on stdout; ``connect`` writes the handshake summary on stderr and the peer's data on stdout, so
+both compose with pipes like ``openssl s_client -quiet`` and ``ncat --ssl``.  With ``--frames``, data on
+stdin/stdout is one message per line (one JSON value per line with ``--json``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import os
 import re
+import ssl
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import InputError
+from ..errors import FrameError, InputError, TLSError
+from .common import EXIT_FAILED, EXIT_OK, PASSPHRASE_ENV, fail, handle_errors, read_passphrase
 
-commands: list[click.Command] = []
+if TYPE_CHECKING:
+    from cryptography import x509
 
-_BRACKETED = re.compile(r"^\[(?P<host>[^\]]+)\]:(?P<port>[^:]+)$")
+    from ..net.connection import MessageCodec, TLSConnection
+    from ..net.context import ClientAuth
+
+__all__ = ["commands", "connect_cmd", "demo_cmd", "parse_address", "serve_cmd"]
+
+_BRACKETED = re.compile(r"^\[(?P<host>[^\]]+)\]:(?P<port>[^:]*)$")
+_CHUNK = 64 * 1024
 
 
 def parse_address(text: str, *, default_host: str | None = None) -> tuple[str, int]:
@@ -27,10 +53,634 @@ def parse_address(text: str, *, default_host: str | None = None) -> tuple[str, i
     elif listening and ":" not in text:
         host, port_text = default_host or "", text
     else:
-        raise InputError(f"{text!r} is not {form}", fix="write it like 127.0.0.1:8443 or [::1]:8443")
+        raise InputError(f"{text!r} is not {form}", fix="write it like localhost:8443 or [::1]:8443")
     if not host:
         raise InputError(f"{text!r} has no host", fix=f"write {form}, e.g. localhost:8443")
-    if not port_text.isdigit() or not (0 if listening else 1) <= int(port_text) <= 65535:
-        low = 0 if listening else 1
+    low = 0 if listening else 1
+    if not port_text.isdigit() or not low <= int(port_text) <= 65535:
         raise InputError(f"{text!r}: bad port {port_text!r}", fix=f"use a port number from {low} to 65535")
     return host, int(port_text)
+
+
+# --- messages <-> lines ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How bytes on the wire map to lines on stdin/stdout: ``raw`` passes bytes through unchanged."""
+
+    spec: str = "raw"
+    json: bool = False
+
+    @classmethod
+    def from_options(cls, frames: str | None, as_json: bool) -> Framing:
+        """``--json`` alone means newline-delimited JSON; ``--json`` over ``raw`` cannot work."""
+        from ..net.framing import framer_from_spec
+
+        spec = frames or ("lines" if as_json else "raw")
+        framer_from_spec(spec)  # validate now, so a typo is a usage error before any connection
+        if as_json and spec.strip().lower() == "raw":
+            raise InputError("--json needs message framing", fix="add --frames lines, length or delim:HEX")
+        return cls(spec, as_json)
+
+    def codec(self) -> MessageCodec | None:
+        """A fresh codec for one connection (framers buffer per connection), or None for raw bytes."""
+        from ..net.framing import JsonCodec, framer_from_spec
+
+        framer = framer_from_spec(self.spec)
+        if framer is None:
+            return None
+        return JsonCodec(framer) if self.json else framer
+
+    def to_line(self, message: Any) -> bytes:
+        """One received message as one output line."""
+        if self.json:
+            return json.dumps(message, ensure_ascii=False).encode() + b"\n"
+        return bytes(message) + b"\n"
+
+    def from_line(self, line: bytes) -> Any:
+        """One input line (without its newline) as a message to send; InputError if it is not JSON."""
+        if not self.json:
+            return line
+        try:
+            return json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"not JSON: {line[:60]!r}", fix="write one JSON value per line") from exc
+
+
+async def pump_in(
+    conn: TLSConnection, framing: Framing, codec: MessageCodec | None, out: Callable[[bytes], Awaitable[None]]
+) -> None:
+    """Carry what the peer sends to ``out`` (bytes, or one line per message) until the peer closes."""
+    if codec is None:
+        while data := await conn.read(_CHUNK):
+            await out(data)
+        return
+    async for message in conn.messages(codec):
+        await out(framing.to_line(message))
+
+
+async def pump_out(
+    chunks: Callable[[], Awaitable[bytes]],
+    conn: TLSConnection,
+    framing: Framing,
+    codec: MessageCodec | None,
+    *,
+    warn: Callable[[str], None],
+) -> None:
+    """Carry bytes from ``chunks`` (b"" at EOF) to the peer: as they come, or one message per line."""
+    pending = b""
+    while data := await chunks():
+        if codec is None:
+            await conn.write(data)
+            continue
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            await _send_line(conn, framing, codec, line, warn)
+    if pending and codec is not None:
+        await _send_line(conn, framing, codec, pending, warn)
+
+
+async def _send_line(
+    conn: TLSConnection, framing: Framing, codec: MessageCodec, line: bytes, warn: Callable[[str], None]
+) -> None:
+    line = line.removesuffix(b"\r")
+    if not line.strip() and framing.json:
+        return
+    try:
+        await conn.send(framing.from_line(line), codec)
+    except (InputError, FrameError) as exc:
+        warn(f"line not sent: {exc}")  # one bad line must not end the session
+
+
+# --- describing connections ------------------------------------------------------------------------------
+
+
+def _subject(cert: x509.Certificate | None) -> str:
+    return "-" if cert is None else cert.subject.rfc4514_string() or "(empty subject)"
+
+
+def describe(conn: TLSConnection) -> str:
+    """One line: authorization, protocol, cipher, SNI, ALPN, resumption."""
+    if conn.authorized:
+        who = f"authorized ({_subject(conn.peer_certificate)})"
+    else:
+        who = f"not authorized ({conn.authorization_error})"
+    cipher = conn.cipher.standard_name if conn.cipher else "-"
+    resumed = "yes" if conn.session_reused else "no"
+    return (
+        f"{who}, {conn.protocol}, {cipher}, sni={conn.server_name or '-'}, alpn={conn.alpn_protocol or '-'}, "
+        f"resumed={resumed}"
+    )
+
+
+def summary_lines(conn: TLSConnection, *, verified: bool) -> list[str]:
+    """What ``connect`` prints after the handshake: protocol, cipher, ALPN, the peer's chain, verification."""
+    from ..net.server import format_peer
+
+    cipher = conn.cipher
+    lines = [
+        f"connected to {format_peer(conn.remote_address)} (server name {conn.server_name or '-'})",
+        f"protocol {conn.protocol}, cipher {cipher.standard_name if cipher else '-'}"
+        f"{f' ({cipher.name})' if cipher and cipher.name != cipher.standard_name else ''}, "
+        f"ALPN {conn.alpn_protocol or '-'}, session {'resumed' if conn.session_reused else 'new'}",
+        "peer chain:",
+    ]
+    for depth, cert in enumerate(conn.peer_chain):
+        until = cert.not_valid_after_utc.date().isoformat()
+        lines.append(f"  {depth} {_subject(cert)}  (issuer {_subject_name(cert.issuer)}, until {until})")
+    if conn.authorized:
+        lines.append("verification: OK")
+    elif verified:
+        lines.append(f"verification: FAILED: {conn.authorization_error}")
+    else:
+        lines.append(f"verification: would fail: {conn.authorization_error} (not enforced: --insecure)")
+    return lines
+
+
+def _subject_name(name: x509.Name) -> str:
+    return name.rfc4514_string() or "(empty)"
+
+
+def _failure(exc: TLSError, what: str) -> str:
+    fix = f"; fix: {exc.fix}" if exc.fix else ""
+    return f"{what} ({exc.code}): {exc.message}{fix}"
+
+
+def _echo(prefix: str, text: str) -> None:
+    click.echo(f"{prefix}: {text}", err=True)
+
+
+# --- stdin in a thread -------------------------------------------------------------------------------------
+
+
+class StdinReader:
+    """Chunks of stdin, b"" at (and after) EOF, read by a daemon thread.
+
+    A thread works for every kind of stdin (a terminal, a pipe, a regular file, which epoll refuses) and, being a
+    daemon, never keeps the process alive once the peer has closed.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # A small queue gives backpressure: the thread reads ahead by at most a few chunks.
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4)
+        self._loop = loop
+        self._eof = False
+        threading.Thread(target=self._run, name="tlskit-stdin", daemon=True).start()
+
+    def _run(self) -> None:
+        fd = sys.stdin.fileno()
+        while True:
+            try:
+                data = os.read(fd, _CHUNK)
+            except OSError:
+                data = b""
+            asyncio.run_coroutine_threadsafe(self._queue.put(data), self._loop).result()
+            if not data:
+                return
+
+    async def read(self) -> bytes:
+        if self._eof:
+            return b""
+        data = await self._queue.get()
+        self._eof = not data
+        return data
+
+
+async def write_stdout(data: bytes) -> None:
+    """Write to stdout at once (the other side may be a person waiting for a reply)."""
+    out = sys.stdout.buffer
+    out.write(data)
+    out.flush()
+
+
+# --- serve -------------------------------------------------------------------------------------------------
+
+
+class Mode(enum.Enum):
+    """What ``serve`` does with each connection."""
+
+    PRINT = "print"  # received data to stdout
+    ECHO = "echo"  # send it back
+    EXEC = "exec"  # connect it to a process's stdin/stdout
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeOptions:
+    """Everything ``serve`` was asked for, validated; :meth:`context` is called again on SIGHUP."""
+
+    host: str
+    port: int
+    cert: str
+    key: str
+    ca: tuple[str, ...]
+    client_auth: ClientAuth
+    alpn: tuple[str, ...]
+    sni: tuple[tuple[str, str, str], ...]
+    allow_peers: tuple[str, ...]
+    mode: Mode
+    command: str | None
+    framing: Framing
+    workers: int
+    handshake_timeout: float
+    max_connections: int | None
+
+    def context(self) -> ssl.SSLContext:
+        """A fresh server context from the files (so a reload picks up renewed certificates)."""
+        from ..net.context import server_context
+
+        passphrase = read_passphrase(None)
+        return server_context(
+            cert=self.cert,
+            key=self.key,
+            passphrase=passphrase,
+            ca=list(self.ca) or None,
+            client_auth=self.client_auth,
+            alpn=self.alpn,
+            sni={name: (cert, key) for name, cert, key in self.sni} or None,
+            allow_peers=self.allow_peers or None,
+        )
+
+
+def _parse_sni(entry: str) -> tuple[str, str, str]:
+    name, sep, files = entry.partition("=")
+    cert, comma, key = files.partition(",")
+    if not (sep and comma and name and cert and key):
+        raise InputError(f"--sni {entry!r} is not NAME=CERT,KEY", fix="e.g. --sni api.example.com=api.pem,api-key.pem")
+    return name, cert, key
+
+
+def _peer_env(conn: TLSConnection) -> dict[str, str]:
+    """Environment for ``--exec``: who is on the other end (like stunnel's and ncat's variables)."""
+    from cryptography.x509.oid import NameOID
+
+    from ..net.server import format_peer
+
+    cert = conn.peer_certificate
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME) if cert else []
+    return {
+        **os.environ,
+        "TLSKIT_PEER_ADDR": format_peer(conn.remote_address),
+        "TLSKIT_PEER_CN": str(cns[0].value) if cns else "",
+        "TLSKIT_PEER_SUBJECT": cert.subject.rfc4514_string() if cert else "",
+        "TLSKIT_PEER_AUTHORIZED": "1" if conn.authorized else "0",
+        "TLSKIT_PROTOCOL": conn.protocol or "",
+        "TLSKIT_CIPHER": conn.cipher.standard_name if conn.cipher else "",
+        "TLSKIT_SNI": conn.server_name or "",
+        "TLSKIT_ALPN": conn.alpn_protocol or "",
+    }
+
+
+async def _echo_back(conn: TLSConnection, codec: MessageCodec | None) -> None:
+    if codec is None:
+        while data := await conn.read(_CHUNK):
+            await conn.write(data)
+        return
+    async for message in conn.messages(codec):
+        await conn.send(message, codec)
+
+
+async def _exec(
+    conn: TLSConnection, opts: ServeOptions, codec: MessageCodec | None, warn: Callable[[str], None]
+) -> None:
+    """Run ``--exec CMD`` for one connection: peer -> its stdin, its stdout -> peer, until it closes stdout."""
+    assert opts.command is not None
+    proc = await asyncio.create_subprocess_shell(
+        opts.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=_peer_env(conn)
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    async def to_process(data: bytes) -> None:
+        stdin.write(data)
+        await stdin.drain()
+
+    async def inbound() -> None:
+        with contextlib.suppress(ConnectionError):
+            try:
+                await pump_in(conn, opts.framing, codec, to_process)
+            finally:
+                stdin.close()  # the peer finished (or failed): the process reads EOF
+
+    async def from_process() -> bytes:
+        return await stdout.read(_CHUNK)
+
+    task = asyncio.create_task(inbound())
+    try:
+        await pump_out(from_process, conn, opts.framing, codec, warn=warn)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TLSError, FrameError):
+            await task
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        await proc.wait()
+
+
+class _DropHandshakeRecords(logging.Filter):
+    """The server logs each failed handshake; ``serve`` prints its own line (with code and fix) instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "tlskit.server" and str(record.msg).startswith("TLS handshake with"))
+
+
+def _log_to_stderr(prefix: str, *loggers: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+    handler.addFilter(_DropHandshakeRecords())
+    for name in loggers:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+async def serve_async(opts: ServeOptions) -> int:
+    """Run ``tlskit serve`` until SIGTERM/SIGINT."""
+    from ..net.server import format_peer, start_server
+
+    def log(text: str) -> None:
+        _echo("serve", text)
+
+    async def handler(conn: TLSConnection) -> None:
+        peer = format_peer(conn.remote_address)
+        log(f"{peer} connected: {describe(conn)}")
+        if not conn.authorized and conn.peer_certificate is not None:
+            # client-auth optional: a certificate was offered but the allow-list refused it (required mode
+            # never gets here: the server refuses those itself).
+            log(f"{peer} refused: {conn.authorization_error}")
+            return
+        codec = opts.framing.codec()
+        try:
+            if opts.mode is Mode.ECHO:
+                await _echo_back(conn, codec)
+            elif opts.mode is Mode.EXEC:
+                await _exec(conn, opts, codec, lambda text: log(f"{peer} {text}"))
+            else:
+                await pump_in(conn, opts.framing, codec, write_stdout)
+        except (TLSError, FrameError, ConnectionError) as exc:
+            log(f"{peer} closed: {exc}")
+            return
+        log(f"{peer} closed")
+
+    def on_tls_error(error: TLSError, address: Any) -> None:
+        log(_failure(error, f"{format_peer(address)} handshake failed"))
+
+    _log_to_stderr("serve", "tlskit.server", "tlskit.workers")
+    server = await start_server(
+        handler,
+        opts.host,
+        opts.port,
+        context=opts.context(),
+        handshake_timeout=opts.handshake_timeout,
+        max_connections=opts.max_connections,
+        on_tls_error=on_tls_error,
+        workers=opts.workers,
+    )
+    for address in server.addresses:
+        log(f"listening on {format_peer(address)}")
+    server.install_signal_handlers(reload=opts.context)
+    await server.serve_forever()
+    log("stopped")
+    return EXIT_OK
+
+
+# --- connect -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectOptions:
+    """Everything ``connect`` was asked for, validated."""
+
+    host: str
+    port: int
+    server_name: str | None
+    insecure: bool
+    framing: Framing
+    reconnect: bool
+
+
+async def _session(conn: TLSConnection, stdin: StdinReader, framing: Framing, *, half_close: bool) -> None:
+    """stdin -> peer and peer -> stdout until the peer closes; on stdin EOF send close_notify if ``half_close``."""
+    codec = framing.codec()
+
+    async def outbound() -> None:
+        await pump_out(stdin.read, conn, framing, codec, warn=lambda text: _echo("connect", text))
+        if half_close:
+            conn.write_eof()
+
+    task = asyncio.create_task(outbound())
+    try:
+        await pump_in(conn, framing, codec, write_stdout)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, TLSError):
+            await task
+
+
+async def connect_async(opts: ConnectOptions, context: ssl.SSLContext) -> int:
+    """Run ``tlskit connect``: 0 when the peer closed normally, 1 when the handshake or the connection failed."""
+    from ..net.client import ReconnectingClient, connect
+
+    where = f"{opts.host}:{opts.port}"
+    stdin = StdinReader(asyncio.get_running_loop())
+
+    def show(conn: TLSConnection) -> None:
+        for line in summary_lines(conn, verified=not opts.insecure):
+            _echo("connect", line)
+
+    if opts.reconnect:
+        _log_to_stderr("connect", "tlskit.client")
+        client = ReconnectingClient(opts.host, opts.port, context=context, server_name=opts.server_name)
+        async for conn in client:
+            show(conn)
+            try:
+                await _session(conn, stdin, opts.framing, half_close=False)
+            except (TLSError, FrameError, ConnectionError) as exc:
+                _echo("connect", f"connection lost: {exc}")
+            _echo("connect", "disconnected; reconnecting")
+        return EXIT_OK
+
+    try:
+        conn = await connect(opts.host, opts.port, context=context, server_name=opts.server_name)
+    except TLSError as exc:
+        raise fail(_failure(exc, f"handshake with {where} failed"), code=EXIT_FAILED) from None
+    except OSError as exc:
+        raise fail(f"cannot connect to {where}: {exc.strerror or exc}", code=EXIT_FAILED) from None
+    show(conn)
+    try:
+        await _session(conn, stdin, opts.framing, half_close=True)
+    except TLSError as exc:
+        # e.g. TLS 1.3: a server that rejects our certificate says so only after the handshake.
+        raise fail(_failure(exc, f"connection to {where} failed"), code=EXIT_FAILED) from None
+    except (FrameError, ConnectionError) as exc:
+        raise fail(f"connection to {where} failed: {exc}", code=EXIT_FAILED) from None
+    finally:
+        await conn.close(timeout=2.0)
+    return EXIT_OK
+
+
+# --- click commands ----------------------------------------------------------------------------------------
+
+_frames_option = click.option(
+    "--frames",
+    metavar="raw|lines|length|delim:HEX",
+    default=None,
+    help="Message framing: raw bytes (default), lines, 4-byte length prefix, or a delimiter in hex (efbfbd: U+FFFD).",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Messages are JSON values, one per line on stdio.")
+
+
+def _run(main: Coroutine[Any, Any, int]) -> None:
+    from ..net.server import run
+
+    code = run(main)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@click.command("serve")
+@click.argument("address", metavar="[HOST:]PORT")
+@click.option("--cert", required=True, help="Certificate chain (leaf first), PEM.")
+@click.option("--key", required=True, help=f"Private key (encrypted: set {PASSPHRASE_ENV}).")
+@click.option("--ca", multiple=True, help="Trust anchors for client certificates (repeatable).")
+@click.option(
+    "--client-auth",
+    type=click.Choice(["none", "optional", "required"]),
+    default=None,
+    help="Ask for client certificates (default: required with --ca, else none).",
+)
+@click.option("--alpn", multiple=True, help="ALPN protocols to accept, in preference order (repeatable).")
+@click.option("--sni", multiple=True, metavar="NAME=CERT,KEY", help="Another certificate for a server name.")
+@click.option("--allow-cn", multiple=True, help="Accept only clients with this CN (repeatable).")
+@click.option("--allow-dns", multiple=True, help="Accept only clients with this DNS name (repeatable).")
+@click.option("--echo", is_flag=True, help="Send back what arrives (messages, with --frames).")
+@click.option("--exec", "command", metavar="CMD", help="Connect each connection to CMD's stdin/stdout.")
+@_frames_option
+@_json_option
+@click.option(
+    "--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Processes sharing the port."
+)
+@click.option("--handshake-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
+@click.option("--max-connections", type=click.IntRange(1), default=None, help="Refuse connections beyond this.")
+@handle_errors
+def serve_cmd(
+    *,
+    address: str,
+    cert: str,
+    key: str,
+    ca: tuple[str, ...],
+    client_auth: str | None,
+    alpn: tuple[str, ...],
+    sni: tuple[str, ...],
+    allow_cn: tuple[str, ...],
+    allow_dns: tuple[str, ...],
+    echo: bool,
+    command: str | None,
+    frames: str | None,
+    as_json: bool,
+    workers: int,
+    handshake_timeout: float,
+    max_connections: int | None,
+) -> None:
+    """A TLS server: logs each connection on stderr; prints what arrives on stdout (or --echo, or --exec).
+
+    HOST defaults to 127.0.0.1 (loopback only: say 0.0.0.0 or [::] to accept other machines); PORT 0 picks a free
+    port and prints it.  SIGHUP reloads the certificates, SIGTERM shuts down gracefully.
+    """
+    from ..net.context import ClientAuth
+
+    if echo and command:
+        raise InputError("--echo and --exec exclude each other", fix="choose one")
+    host, port = parse_address(address, default_host="127.0.0.1")
+    auth = ClientAuth.parse(client_auth or ("required" if ca else "none"))
+    opts = ServeOptions(
+        host=host,
+        port=port,
+        cert=cert,
+        key=key,
+        ca=ca,
+        client_auth=auth,
+        alpn=alpn,
+        sni=tuple(_parse_sni(entry) for entry in sni),
+        allow_peers=(*(f"CN:{n}" for n in allow_cn), *(f"DNS:{n}" for n in allow_dns)),
+        mode=Mode.EXEC if command else Mode.ECHO if echo else Mode.PRINT,
+        command=command,
+        framing=Framing.from_options(frames, as_json),
+        workers=workers,
+        handshake_timeout=handshake_timeout,
+        max_connections=max_connections,
+    )
+    opts.context()  # bad files are a usage error (exit 2) before anything listens
+    _run(serve_async(opts))
+
+
+@click.command("connect")
+@click.argument("address", metavar="HOST:PORT")
+@click.option("--ca", multiple=True, help="Trust anchors (repeatable; default: the system store).")
+@click.option("--cert", help="Client certificate chain, for mutual TLS.")
+@click.option("--key", help=f"Client private key (encrypted: set {PASSPHRASE_ENV}).")
+@click.option("--servername", help="Name to send as SNI and to verify (default: HOST).")
+@click.option("--alpn", multiple=True, help="ALPN protocols to offer (repeatable).")
+@click.option("--insecure", is_flag=True, help="Do not verify the server (still report what verification says).")
+@click.option("--pin", multiple=True, metavar="sha256:B64", help="Accept only this server public key (repeatable).")
+@_frames_option
+@_json_option
+@click.option("--reconnect", is_flag=True, help="Reconnect with backoff when the connection ends, resuming sessions.")
+@handle_errors
+def connect_cmd(
+    *,
+    address: str,
+    ca: tuple[str, ...],
+    cert: str | None,
+    key: str | None,
+    servername: str | None,
+    alpn: tuple[str, ...],
+    insecure: bool,
+    pin: tuple[str, ...],
+    frames: str | None,
+    as_json: bool,
+    reconnect: bool,
+) -> None:
+    """A TLS client: handshake summary on stderr, then stdin to the peer and the peer to stdout.
+
+    On EOF of stdin it sends close_notify and waits for the peer to finish.  Exits 1 with the reason (code,
+    sentence, fix) when the handshake fails.
+    """
+    from ..net.context import client_context
+
+    host, port = parse_address(address)
+    if (cert is None) != (key is None):
+        raise InputError("--cert and --key go together", fix="give both, or neither")
+    context = client_context(
+        ca=list(ca) or None,
+        cert=cert,
+        key=key,
+        passphrase=read_passphrase(None),
+        alpn=alpn,
+        verify=not insecure,
+        pins=pin,
+    )
+    opts = ConnectOptions(
+        host=host,
+        port=port,
+        server_name=servername,
+        insecure=insecure,
+        framing=Framing.from_options(frames, as_json),
+        reconnect=reconnect,
+    )
+    _run(connect_async(opts, context))
+
+
+@click.command("demo")
+@handle_errors
+def demo_cmd() -> None:
+    """Mutual TLS in a few seconds: a CA, a server pushing JSON, a reconnecting client, a refused client, a tap."""
+    from ..demo import run_demo
+
+    code = run_demo()
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+commands: list[click.Command] = [serve_cmd, connect_cmd, demo_cmd]

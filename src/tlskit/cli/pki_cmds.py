@@ -259,7 +259,9 @@ def ca_intermediate(
 @ca_group.command("issue")
 @click.argument("directory", metavar="DIR", type=click.Path())
 @click.argument("names", metavar="NAME...", nargs=-1, required=True)
-@click.option("--out", "prefix", required=True, help="Writes PREFIX.pem (leaf + intermediates) and PREFIX-key.pem.")
+@click.option(
+    "--out", "prefix", metavar="PREFIX", required=True, help="Writes PREFIX.pem (leaf + intermediates), PREFIX-key.pem."
+)
 @_profile_options
 @_days_option
 @_type_option
@@ -293,7 +295,7 @@ def ca_issue(
 @ca_group.command("sign")
 @click.argument("directory", metavar="DIR", type=click.Path())
 @click.argument("csr_path", metavar="CSR", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="Certificate + intermediates (PEM).")
+@click.option("--out", metavar="CERT", required=True, type=click.Path(), help="Certificate + intermediates (PEM).")
 @_profile_options
 @_days_option
 @click.option("--allow-ca", is_flag=True, help="Honour a CSR that asks for CA:true.")
@@ -323,7 +325,7 @@ def ca_sign(
 @ca_group.command("revoke")
 @click.argument("directory", metavar="DIR", type=click.Path())
 @click.argument("cert_path", metavar="CERT", required=False, type=click.Path())
-@click.option("--serial", default=None, help="Serial in hex (as 'tlskit ca list' shows it).")
+@click.option("--serial", metavar="HEX", default=None, help="Serial in hex (as 'tlskit ca list' shows it).")
 @click.option("--reason", default="unspecified", show_default=True, help="e.g. keyCompromise, superseded.")
 @passphrase_option
 @handle_errors
@@ -342,7 +344,7 @@ def ca_revoke(
 
 @ca_group.command("crl")
 @click.argument("directory", metavar="DIR", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="The CRL (PEM, or DER if .der).")
+@click.option("--out", metavar="CRL", required=True, type=click.Path(), help="The CRL (PEM, or DER if .der).")
 @click.option("--days", type=click.IntRange(min=1), default=7, show_default=True, help="Until nextUpdate.")
 @passphrase_option
 @force_option
@@ -428,7 +430,9 @@ def pkcs12_export(
 
 @pkcs12_group.command("import")
 @click.argument("p12", type=click.Path())
-@click.option("--out", "prefix", required=True, help="Writes PREFIX.pem (certificate + chain) and PREFIX-key.pem.")
+@click.option(
+    "--out", "prefix", metavar="PREFIX", required=True, help="Writes PREFIX.pem (certificate + chain), PREFIX-key.pem."
+)
 @passphrase_option
 @force_option
 @handle_errors

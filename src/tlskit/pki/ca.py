@@ -263,7 +263,11 @@ class CertificateAuthority:
         now: dt.datetime | None = None,
         force: bool = False,
     ) -> CertificateAuthority:
-        """A new self-signed root CA, saved in ``directory`` unless it is None."""
+        """A new self-signed root CA, saved in ``directory`` unless it is None.
+
+        ``name`` is a common name, or a whole DN (``/O=Acme/CN=Acme Root`` or ``CN=Acme Root,O=Acme``).  The key
+        is written encrypted when ``passphrase`` is given.
+        """
         target = cls._prepare_directory(directory, force=force)
         key = generate_key(key_type)
         spec = CertSpec(subject=_name(name), profile=None, ca=True, path_length=path_length, days=days)

@@ -275,11 +275,7 @@ def self_signed(
         if not names:
             names = _sans_from_subject(subject)
     spec = CertSpec(subject=subject, sans=tuple(names), profile=profile, days=days)
-    return build_certificate(spec, public_key=_public(key), issuer_key=key, now=now)
-
-
-def _public(key: PrivateKey) -> PublicKey:
-    return key.public_key()
+    return build_certificate(spec, public_key=key.public_key(), issuer_key=key, now=now)
 
 
 def _spki(obj: x509.Certificate | x509.CertificateSigningRequest | PrivateKey) -> bytes:

@@ -16,11 +16,11 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import InputError
-from .inspect import usage_name
+from .inspect import serial_hex, usage_name
 from .problems import EXTENSION_ERRORS, Code, Problem, Purpose, dn, explain_ssl_error, ext, label, names_of, utc, when
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "diagnose_chain",
     "explain_ssl_error",
     "host_matches",
+    "hostname_problem",
     "is_self_signed",
     "parse_host",
     "weak_key_reason",
@@ -79,10 +80,48 @@ def host_matches(cert: x509.Certificate, host: str) -> bool:
     return any(_dns_match(p, subject.value) for p in san.value.get_values_for_type(x509.DNSName))
 
 
+def hostname_problem(cert: x509.Certificate, host: str) -> Problem | None:
+    """A ``hostname_mismatch`` naming the names ``cert`` does carry, or None when ``host`` matches."""
+    if host_matches(cert, host):
+        return None
+    carried = ", ".join(names_of(cert)) or "no DNS or IP names"
+    return Problem(
+        Code.HOSTNAME_MISMATCH,
+        f"'{label(cert)}' is not valid for {host}; it is valid for: {carried}",
+        f"connect with one of those names, or reissue the certificate with {host} as a SAN",
+    )
+
+
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+    except (TypeError, InvalidSignature):
+        return False
+    except (ValueError, UnsupportedAlgorithm):
+        # cryptography's helper refuses SHA-1/MD5 signatures outright; check them by hand so that a weak
+        # signature is reported as weak_signature rather than as a bad or missing issuer
+        return _legacy_signature_ok(cert, issuer)
+    return True
+
+
+def _legacy_signature_ok(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        key, digest = issuer.public_key(), cert.signature_hash_algorithm
+        params = cert.signature_algorithm_parameters  # None for the legacy algorithms this is about
+        if digest is None:
+            return False
+        if isinstance(key, rsa.RSAPublicKey):
+            pad = params if isinstance(params, padding.PSS) else padding.PKCS1v15()
+            key.verify(cert.signature, cert.tbs_certificate_bytes, pad, digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
+        elif isinstance(key, dsa.DSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, digest)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
 
@@ -164,7 +203,7 @@ def check_revocation(
         problems.append(
             Problem(
                 Code.REVOKED,
-                f"'{label(cert)}' (serial {cert.serial_number:x}) was revoked by '{label(issuer)}' on "
+                f"'{label(cert)}' (serial {serial_hex(cert.serial_number)}) was revoked by '{label(issuer)}' on "
                 f"{when(entry.revocation_date_utc)}{why}",
                 "replace the certificate with a newly issued one",
             )
@@ -290,7 +329,7 @@ def _build_path(
                     "reissue the certificate from the CA whose certificate is in the chain",
                 )
             ]
-        if cur is leaf or not sent[1:]:
+        if cur is leaf:
             return path, [
                 Problem(
                     Code.INCOMPLETE_CHAIN,
@@ -326,15 +365,10 @@ def _leaf_problems(
                     "reissue it with the host names as SANs (tlskit ca issue NAME...)",
                 )
             )
-    elif host and not host_matches(leaf, host):
-        carried = ", ".join(names_of(leaf)) or "no DNS or IP names"
-        problems.append(
-            Problem(
-                Code.HOSTNAME_MISMATCH,
-                f"'{name}' is not valid for {host}; it is valid for: {carried}",
-                f"connect with one of those names, or reissue the certificate with {host} as a SAN",
-            )
-        )
+    elif host:
+        mismatch = hostname_problem(leaf, host)
+        if mismatch is not None:
+            problems.append(mismatch)
     eku = ext(leaf, x509.ExtendedKeyUsage)
     if eku is not None and purpose.eku not in eku.value and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku.value:
         allowed = ", ".join(usage_name(u) for u in eku.value) or "nothing"

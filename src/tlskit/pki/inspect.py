@@ -33,6 +33,7 @@ __all__ = [
     "key_description",
     "render",
     "render_text",
+    "serial_hex",
     "spki_pin",
     "summarize",
     "usage_name",
@@ -80,6 +81,12 @@ _KU_FLAGS = (
     "key_cert_sign",
     "crl_sign",
 )
+
+
+def serial_hex(serial: int) -> str:
+    """A serial as upper-case hex with an even number of digits, as OpenSSL (and ``tlskit ca list``) print it."""
+    text = f"{serial:X}"
+    return text.zfill(len(text) + len(text) % 2)
 
 
 def usage_name(oid: x509.ObjectIdentifier) -> str:
@@ -190,7 +197,7 @@ def _summarize_certificate(cert: x509.Certificate, now: datetime) -> Summary:
         "kind": "certificate",
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
-        "serial": f"{cert.serial_number:x}",
+        "serial": serial_hex(cert.serial_number),
         "version": cert.version.name,
         "not_before": _iso(before),
         "not_after": _iso(after),
@@ -252,7 +259,7 @@ def _summarize_crl(crl: x509.CertificateRevocationList, now: datetime) -> Summar
         reason = _ext(_extensions(entry)[0], x509.CRLReason)
         revoked.append(
             {
-                "serial": f"{entry.serial_number:x}",
+                "serial": serial_hex(entry.serial_number),
                 "revoked_at": _iso(entry.revocation_date_utc),
                 "reason": reason.reason.value if isinstance(reason, x509.CRLReason) else None,
             }
@@ -448,4 +455,4 @@ def render_text(summary: Summary, *, width: int = 100) -> str:
     """The readable summary as plain text (no colours)."""
     buffer = io.StringIO()
     Console(file=buffer, width=width, color_system=None, force_terminal=False).print(render(summary))
-    return buffer.getvalue()
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())

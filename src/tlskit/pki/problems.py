@@ -152,97 +152,50 @@ def when(moment: datetime) -> str:
 
 # ------------------------------------------------------------------------------------- ssl error explanation
 
-# OpenSSL X509_V_ERR_* codes (x509_vfy.h) -> (code, what is wrong, fix).  "{subject}" reads "the server's"
-# or "the client's" certificate depending on which peer was being verified.
+# OpenSSL X509_V_ERR_* codes (x509_vfy.h) -> (code, what is wrong, fix).  {cert} reads "the server's
+# certificate" or "the client's certificate", {peer} "server" or "client", depending on who was verified.
+_ISSUER_FIX = "send the intermediate CA certificates with the leaf; if the issuer is a root, trust it (--ca)"
 _VERIFY_CODES: dict[int, tuple[Code, str, str]] = {
-    2: (
-        Code.INCOMPLETE_CHAIN,
-        "{subject} chain is incomplete: an issuer certificate is missing",
-        "send the intermediate certificates with the leaf (leaf + intermediates in one file)",
-    ),
-    9: (Code.NOT_YET_VALID, "{subject} is not valid yet", "check the clocks; wait, or reissue with an earlier start"),
-    10: (Code.EXPIRED, "{subject} has expired", "renew the certificate and install the new one"),
-    18: (
-        Code.SELF_SIGNED,
-        "{subject} is self-signed and not trusted",
-        "use a certificate issued by a trusted CA, or trust this one explicitly (--ca)",
-    ),
-    19: (
-        Code.UNTRUSTED_ROOT,
-        "{subject} chain ends at a self-signed root that is not trusted",
-        "trust that root CA (--ca FILE), or use a certificate from a CA you already trust",
-    ),
-    20: (
-        Code.INCOMPLETE_CHAIN,
-        "{subject} issuer is unknown: it was not sent and is not in the trust store",
-        "send the intermediate CA certificates with the leaf; if the issuer is a root, trust it (--ca)",
-    ),
-    21: (
-        Code.INCOMPLETE_CHAIN,
-        "{subject} issuer is unknown: it was not sent and is not in the trust store",
-        "send the intermediate CA certificates with the leaf; if the issuer is a root, trust it (--ca)",
-    ),
-    22: (Code.PATH_LENGTH_EXCEEDED, "{subject} chain is too long", "use a shorter CA hierarchy"),
-    23: (Code.REVOKED, "{subject} has been revoked by its CA", "replace it with a newly issued certificate"),
-    24: (
-        Code.CA_CONSTRAINTS,
-        "{subject} chain contains an issuer that is not a valid CA",
-        "issue certificates only from CA certificates",
-    ),
-    25: (
-        Code.PATH_LENGTH_EXCEEDED,
-        "{subject} chain breaks a CA's path-length limit",
-        "issue from a CA higher up, or recreate the CA with a larger path length",
-    ),
-    26: (
-        Code.WRONG_PURPOSE,
-        "{subject} is not meant for this purpose (extendedKeyUsage)",
-        "reissue it with the right profile (server or client)",
-    ),
-    27: (Code.UNTRUSTED_ROOT, "{subject} root is not trusted for this purpose", "trust the right root CA (--ca)"),
-    28: (Code.UNTRUSTED_ROOT, "{subject} root is marked as rejected", "trust the right root CA (--ca)"),
-    32: (
-        Code.KEY_USAGE,
-        "{subject} issuer may not sign certificates (keyUsage lacks keyCertSign)",
-        "recreate the CA certificate with keyCertSign",
-    ),
-    47: (
-        Code.NAME_CONSTRAINTS,
-        "{subject} names are outside what its CA may certify (name constraints)",
-        "issue it from a CA allowed to certify those names",
-    ),
-    48: (
-        Code.NAME_CONSTRAINTS,
-        "{subject} names are excluded by its CA's name constraints",
-        "issue it from a CA allowed to certify those names",
-    ),
-    66: (Code.WEAK_KEY, "{subject} key is too small", "reissue it with an EC P-256 or RSA-2048+ key"),
-    67: (Code.WEAK_KEY, "{subject} issuing CA key is too small", "use a CA with an EC P-256 or RSA-2048+ key"),
-    68: (Code.WEAK_SIGNATURE, "{subject} is signed with a weak digest (SHA-1 or MD5)", "reissue it with SHA-256"),
-    79: (
-        Code.CA_CONSTRAINTS,
-        "{subject} chain contains an invalid CA certificate",
-        "recreate the CA with proper basicConstraints and keyUsage (tlskit ca init)",
-    ),
-}
+    2: (Code.INCOMPLETE_CHAIN, "an issuer certificate for {cert} is missing", _ISSUER_FIX),
+    9: (Code.NOT_YET_VALID, "{cert} is not valid yet", "check the clocks; wait, or reissue it with an earlier start"),
+    10: (Code.EXPIRED, "{cert} has expired", "renew the certificate and install the new one"),
+    18: (Code.SELF_SIGNED, "{cert} is self-signed and not trusted",
+         "use a certificate issued by a trusted CA, or trust this one explicitly (--ca)"),
+    19: (Code.UNTRUSTED_ROOT, "the {peer}'s chain ends at a self-signed root that is not trusted",
+         "trust that root CA (--ca FILE), or use a certificate from a CA you already trust"),
+    20: (Code.INCOMPLETE_CHAIN, "the issuer of {cert} was not sent and is not in the trust store", _ISSUER_FIX),
+    21: (Code.INCOMPLETE_CHAIN, "the issuer of {cert} was not sent and is not in the trust store", _ISSUER_FIX),
+    22: (Code.PATH_LENGTH_EXCEEDED, "the {peer}'s chain is too long", "use a shorter CA hierarchy"),
+    23: (Code.REVOKED, "{cert} has been revoked by its CA", "replace it with a newly issued certificate"),
+    24: (Code.CA_CONSTRAINTS, "an issuer in the {peer}'s chain is not a valid CA", "issue only from CA certificates"),
+    25: (Code.PATH_LENGTH_EXCEEDED, "the {peer}'s chain breaks a CA's path-length limit",
+         "issue from a CA higher up, or recreate the CA with a larger path length"),
+    26: (Code.WRONG_PURPOSE, "{cert} is not meant for a TLS {peer} (extendedKeyUsage)",
+         "reissue it with the {peer} profile"),
+    27: (Code.UNTRUSTED_ROOT, "the root of the {peer}'s chain is not trusted for this purpose",
+         "trust the right root CA"),
+    28: (Code.UNTRUSTED_ROOT, "the root of the {peer}'s chain is marked as rejected", "trust the right root CA"),
+    32: (Code.KEY_USAGE, "the issuer of {cert} may not sign certificates (keyUsage lacks keyCertSign)",
+         "recreate the CA certificate with keyCertSign"),
+    47: (Code.NAME_CONSTRAINTS, "the names in {cert} are outside what its CA may certify (name constraints)",
+         "issue it from a CA allowed to certify those names"),
+    48: (Code.NAME_CONSTRAINTS, "the names in {cert} are excluded by its CA's name constraints",
+         "issue it from a CA allowed to certify those names"),
+    66: (Code.WEAK_KEY, "the key of {cert} is too small", "reissue it with an EC P-256 or RSA-2048+ key"),
+    67: (Code.WEAK_KEY, "the key of a CA in the {peer}'s chain is too small",
+         "use a CA with an EC P-256 or RSA-2048+ key"),
+    68: (Code.WEAK_SIGNATURE, "{cert} is signed with a weak digest (SHA-1 or MD5)", "reissue it signed with SHA-256"),
+    79: (Code.CA_CONSTRAINTS, "the {peer}'s chain contains an invalid CA certificate",
+         "recreate the CA with proper basicConstraints and keyUsage (tlskit ca init)"),
+}  # fmt: skip
 for _c in (4, 6, 7):
-    _VERIFY_CODES[_c] = (
-        Code.BAD_SIGNATURE,
-        "{subject} signature does not verify",
-        "reissue it from the CA whose certificate is in the chain",
-    )
+    _VERIFY_CODES[_c] = (Code.BAD_SIGNATURE, "the signature on {cert} does not verify", "reissue it from its CA")
 for _c in (3, 8, 11, 12, 33, 35, 36):
-    _VERIFY_CODES[_c] = (
-        Code.CRL_INVALID,
-        "a CRL needed to check {subject} is missing, expired or invalid",
-        "give a current CRL from the issuing CA",
-    )
+    _VERIFY_CODES[_c] = (Code.CRL_INVALID, "a CRL needed to check {cert} is missing, expired or invalid",
+                         "give a current CRL from the issuing CA")  # fmt: skip
 for _c in (62, 64):
-    _VERIFY_CODES[_c] = (
-        Code.HOSTNAME_MISMATCH,
-        "{subject} is not valid for {host}",
-        "connect with a name the certificate carries, or reissue it with {host} as a SAN",
-    )
+    _VERIFY_CODES[_c] = (Code.HOSTNAME_MISMATCH, "{cert} is not valid for {host}",
+                         "connect with a name the certificate carries, or reissue it with {host} as a SAN")  # fmt: skip
 
 # OpenSSL reason strings (ssl.SSLError.reason) -> code, as seen by a client (peer = SERVER).
 _REASONS: dict[str, Code] = {
@@ -278,8 +231,7 @@ _REASONS: dict[str, Code] = {
 
 _REASON_TEXT: dict[Code, tuple[str, str]] = {
     Code.CLIENT_CERT_REQUIRED: (
-        "the server requires a client certificate and none was accepted "
-        "(with TLS 1.2 a handshake_failure alert can also mean no cipher or version in common)",
+        "the server requires a client certificate and none was sent",
         "give a client certificate and key issued by a CA the server trusts (--cert/--key)",
     ),
     Code.CLIENT_CERT_REJECTED: (
@@ -328,12 +280,10 @@ def explain_ssl_error(
     ``Purpose.CLIENT`` in a server's handshake-failure hook.  ``chain`` (the peer's certificates, if known)
     lets messages name the identities and dates of the certificate.
     """
-    subject = "the server's certificate" if peer is Purpose.SERVER else "the client's certificate"
     verify_code = getattr(exc, "verify_code", None)
     if isinstance(exc, ssl.SSLCertVerificationError) and isinstance(verify_code, int):
-        return _explain_verify(
-            verify_code, str(getattr(exc, "verify_message", "") or exc), subject, host=host, peer=peer, chain=chain
-        )
+        message = str(getattr(exc, "verify_message", "") or exc)
+        return _explain_verify(verify_code, message, host=host, peer=peer, chain=chain)
     reason = str(getattr(exc, "reason", None) or "")
     code = _REASONS.get(reason)
     if code is None and isinstance(exc, ssl.SSLEOFError):
@@ -346,40 +296,43 @@ def explain_ssl_error(
         text = reason or str(exc)
         return Problem(Code.UNKNOWN, f"the TLS handshake failed ({text})", "run tlskit probe HOST:PORT for a diagnosis")
     message, fix = _REASON_TEXT[code]
+    if reason == "SSLV3_ALERT_HANDSHAKE_FAILURE" and code is Code.CLIENT_CERT_REQUIRED:
+        message = (
+            "the server aborted the handshake (handshake_failure alert): most often it requires a client "
+            "certificate that was not sent; it can also mean no cipher or protocol version in common"
+        )
+    elif code is Code.CLIENT_CERT_REQUIRED and peer is Purpose.CLIENT:
+        message = "the client sent no certificate, and this server requires one"
+        fix = "give the client a certificate from a CA this server trusts (tlskit ca issue --client)"
     pretty = reason.replace("SSLV3_ALERT_", "").replace("TLSV1_ALERT_", "").replace("_", " ").lower()
     return Problem(code, message.format(reason=pretty or "alert"), fix)
 
 
 def _explain_verify(
-    verify_code: int,
-    verify_message: str,
-    subject: str,
-    *,
-    host: str | None,
-    peer: Purpose,
-    chain: Sequence[x509.Certificate],
+    verify_code: int, verify_message: str, *, host: str | None, peer: Purpose, chain: Sequence[x509.Certificate]
 ) -> Problem:
-    entry = _VERIFY_CODES.get(verify_code)
-    if entry is None:
-        code, message, fix = (
-            Code.UNKNOWN,
-            f"{subject} did not verify ({verify_message})",
-            "run tlskit probe for details",
-        )
-    else:
-        code, message, fix = entry
-        message = message.format(subject=subject, host=host or "the requested name")
-        fix = fix.format(host=host or "the name")
-    leaf = chain[0] if chain else None
-    if leaf is not None:
+    words = {"cert": f"the {peer.value}'s certificate", "peer": peer.value, "host": host or "the requested name"}
+    code, message, fix = _VERIFY_CODES.get(
+        verify_code, (Code.UNKNOWN, f"{{cert}} did not verify ({verify_message})", "run tlskit probe for details")
+    )
+    message, fix = message.format(**words), fix.format(**words)
+    if chain:
+        leaf, top = chain[0], chain[-1]
         if code is Code.HOSTNAME_MISMATCH:
             message += f"; it is valid for: {', '.join(names_of(leaf)) or 'no names'}"
         elif code is Code.EXPIRED:
             message += f" (on {when(leaf.not_valid_after_utc)})"
         elif code is Code.NOT_YET_VALID:
             message += f" (until {when(leaf.not_valid_before_utc)})"
+        elif code is Code.INCOMPLETE_CHAIN and top is not leaf:
+            # the chain reached an intermediate whose issuer is unknown: that issuer is the untrusted root
+            code = Code.UNTRUSTED_ROOT
+            message = (
+                f"the {peer.value}'s chain ends with '{label(top)}', issued by '{dn(top.issuer)}', which is not trusted"
+            )
+            fix = f"trust the root CA '{dn(top.issuer)}' (--ca FILE), or use a certificate from a CA you already trust"
         elif code is Code.INCOMPLETE_CHAIN:
-            message += f" (issuer of '{label(chain[-1])}': '{dn(chain[-1].issuer)}')"
-    if peer is Purpose.CLIENT:
-        return Problem(Code.CLIENT_CERT_REJECTED, f"the client's certificate was rejected: {message}", fix)
+            message += f" ('{dn(leaf.issuer)}')"
+    if peer is Purpose.CLIENT:  # a server refusing a client: one code, the reason in the sentence
+        return Problem(Code.CLIENT_CERT_REJECTED, f"the client certificate was rejected: {message}", fix)
     return Problem(code, message, fix)

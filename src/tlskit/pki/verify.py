@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import ssl
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification as xv
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -31,11 +33,12 @@ from . import files
 from .diagnose import (
     check_revocation,
     diagnose_chain,
-    host_matches,
+    hostname_problem,
     is_self_signed,
     parse_host,
     weak_key_reason,
 )
+from .inspect import serial_hex
 from .problems import Code, Problem, Purpose, ext, label, names_of, utc
 
 __all__ = ["Purpose", "VerifyResult", "parse_time", "system_roots", "verify_chain", "verify_files"]
@@ -57,7 +60,7 @@ class VerifyResult:
                 {
                     "subject": c.subject.rfc4514_string(),
                     "issuer": c.issuer.rfc4514_string(),
-                    "serial": f"{c.serial_number:x}",
+                    "serial": serial_hex(c.serial_number),
                 }
                 for c in self.chain
             ],
@@ -211,6 +214,16 @@ def _translate(exc: Exception, leaf: x509.Certificate, host: str | None) -> Prob
     )
 
 
+def _merge(reason: Problem, found: list[Problem]) -> list[Problem]:
+    """cryptography's reason first, unless the diagnosis already says it, or says it more precisely."""
+    have = {p.code for p in found}
+    if reason.code in have or (reason.code is Code.EXPIRED and Code.NOT_YET_VALID in have):
+        return found
+    if reason.code in {Code.UNTRUSTED_ROOT, Code.INCOMPLETE_CHAIN} and found:
+        return found  # "no path to a root" next to the specific finding would only confuse
+    return [reason, *found]
+
+
 # ------------------------------------------------------------------------------------ tlskit's own checks
 
 
@@ -337,20 +350,13 @@ def verify_chain(
         found = diagnose_chain(
             [leaf], roots=roots, intermediates=intermediates, host=host, purpose=purpose, crls=crls, at=moment
         )
-        reason = _translate(exc, leaf, host)
-        # cryptography's reason leads unless the diagnosis already says it, or says it more precisely (a vague
-        # "no path to a root" next to "incomplete_chain" would only confuse)
-        vague = reason.code in {Code.UNTRUSTED_ROOT, Code.INCOMPLETE_CHAIN} and found
-        if not vague and reason.code not in {p.code for p in found}:
-            found = [reason, *found]
-        return VerifyResult(False, problems=found)
+        return VerifyResult(False, problems=_merge(_translate(exc, leaf, host), found))
     problems = _conformance(chain, purpose)
     for cert, issuer in itertools.pairwise(chain):
         problems += check_revocation(cert, issuer, crls, at=moment)
-    if purpose is Purpose.CLIENT and host and not host_matches(leaf, host):
-        problems += diagnose_chain([leaf], roots=roots, host=host, purpose=purpose, at=moment)[:1] or [
-            Problem(Code.HOSTNAME_MISMATCH, f"'{label(leaf)}' is not valid for {host}", "use a name it carries")
-        ]
+    mismatch = hostname_problem(leaf, host) if host and purpose is Purpose.CLIENT else None
+    if mismatch is not None:  # the server verifier matched the name already; the client verifier does not
+        problems.append(mismatch)
     return VerifyResult(not problems, chain=chain, problems=problems)
 
 
@@ -380,7 +386,9 @@ def system_roots() -> list[x509.Certificate]:
         if not candidate or not os.path.isfile(candidate):
             continue
         try:
-            certs = x509.load_pem_x509_certificates(Path(candidate).read_bytes())
+            with warnings.catch_warnings():  # some system roots predate RFC 5280's serial rules; that is fine
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                certs = x509.load_pem_x509_certificates(Path(candidate).read_bytes())
         except (ValueError, OSError):
             continue  # capath also holds CRLs and odd files; one bad file must not hide the rest
         for cert in certs:

@@ -17,14 +17,13 @@ import os
 import socket
 import ssl
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -32,8 +31,8 @@ from ..errors import InputError, TlskitError
 from ..pki.certs import key_matches, utc_now
 from ..pki.diagnose import Code, Problem, Purpose, diagnose_chain, explain_ssl_error
 from ..pki.files import load_certificates, load_crl
-from ..pki.keys import describe_public_key, load_private_key
-from .scan import Handshake, ProtocolVersion, handshake, probe_context
+from ..pki.keys import PublicKey, describe_public_key, load_private_key
+from .scan import Handshake, ProtocolVersion, ServerFlight, handshake, probe_context
 
 __all__ = [
     "INTERMEDIATE_TLS12_SUITES",
@@ -123,10 +122,10 @@ class CertificateInfo:
     def from_certificate(cls, cert: x509.Certificate, *, now: dt.datetime | None = None) -> CertificateInfo:
         """Summarize ``cert``; ``days_left`` counts from ``now`` and is negative once it has expired."""
         key = cert.public_key()
-        try:
-            key_type, key_bits = describe_public_key(key)  # type: ignore[arg-type]
-        except AttributeError:  # DSA and other keys tlskit does not describe
-            key_type, key_bits = type(key).__name__.removesuffix("PublicKey").lstrip("_"), 0
+        if isinstance(key, PublicKey):
+            key_type, key_bits = describe_public_key(key)
+        else:  # DSA and other keys tlskit does not issue
+            key_type, key_bits = type(key).__name__.removesuffix("PublicKey"), getattr(key, "key_size", 0)
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             sans = tuple(_general_name(n) for n in san)
@@ -205,7 +204,7 @@ class ProbeReport:
     alpn: str | None
     chain: tuple[CertificateInfo, ...]
     problems: tuple[Problem, ...]
-    versions: dict[ProtocolVersion, VersionSupport] = field(default_factory=dict)
+    versions: Mapping[ProtocolVersion, VersionSupport] = field(default_factory=dict)
     tls12_ciphers: tuple[str, ...] = ()
     profiles: tuple[ProfileCheck, ...] = ()
 
@@ -233,7 +232,7 @@ class ProbeReport:
             "versions": {v.value: s.value for v, s in self.versions.items()},
             "tls12_ciphers": list(self.tls12_ciphers),
             "profiles": {p.name: p.to_json() for p in self.profiles},
-            "problems": [{"code": p.code, "message": p.message, "fix": p.fix} for p in self.problems],
+            "problems": [p.to_dict() for p in self.problems],
             "ok": self.ok,
         }
 
@@ -273,40 +272,6 @@ def _check_client_identity(cert: str, key: str, passphrase: bytes | None) -> Non
 # --- diagnosis ---------------------------------------------------------------------------------------------
 
 
-def _sha1_verifies(cert: x509.Certificate, issuers: Sequence[x509.Certificate]) -> bool:
-    """Whether a SHA-1 signature on ``cert`` verifies with one of ``issuers``' keys.
-
-    Local workaround (see /work/notes/bugs.md): diagnose_chain checks signatures with cryptography's
-    ``verify_directly_issued_by``, which refuses SHA-1 outright and so reports ``bad_signature`` next to
-    ``weak_signature``.  The hazmat verify API still accepts SHA-1.
-    """
-    digest = cert.signature_hash_algorithm
-    if digest is None or digest.name not in ("sha1", "md5"):
-        return False
-    for issuer in issuers:
-        if issuer.subject != cert.issuer:
-            continue
-        key = issuer.public_key()
-        try:
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
-            elif isinstance(key, rsa.RSAPublicKey):
-                key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), digest)
-            else:
-                continue
-        except (InvalidSignature, ValueError):
-            continue
-        return True
-    return False
-
-
-def _diagnose(chain: list[x509.Certificate], *, roots: list[x509.Certificate], **kwargs: Any) -> list[Problem]:
-    problems = diagnose_chain(chain, roots=roots, **kwargs)
-    if any(_sha1_verifies(c, [*chain, *roots]) for c in chain):
-        problems = [p for p in problems if p.code != Code.BAD_SIGNATURE]
-    return problems
-
-
 def _client_cert_problem(result: Handshake, *, sent_cert: bool) -> Problem | None:
     """Classify a failure caused by client authentication, which only the client knows it attempted."""
     error = result.error
@@ -332,7 +297,7 @@ def _client_cert_problem(result: Handshake, *, sent_cert: bool) -> Problem | Non
 
 
 def _version_problem(
-    versions: dict[ProtocolVersion, VersionSupport], negotiated: ProtocolVersion | None
+    versions: Mapping[ProtocolVersion, VersionSupport], negotiated: ProtocolVersion | None
 ) -> Problem | None:
     old = [v for v in _OLD_VERSIONS if versions.get(v) is VersionSupport.ACCEPTED]
     if not old and negotiated is not None and negotiated in _OLD_VERSIONS:
@@ -348,7 +313,7 @@ def _version_problem(
     )
 
 
-def _profiles(versions: dict[ProtocolVersion, VersionSupport], tls12: Sequence[str]) -> tuple[ProfileCheck, ...]:
+def _profiles(versions: Mapping[ProtocolVersion, VersionSupport], tls12: Sequence[str]) -> tuple[ProfileCheck, ...]:
     def state(v: ProtocolVersion) -> VersionSupport:
         return versions.get(v, VersionSupport.NOT_TESTABLE)
 
@@ -409,83 +374,98 @@ def probe(
             f"OpenSSL refused the client certificate or key ({exc.reason})", fix="check both files"
         ) from exc
 
-    def attempt(ctx: ssl.SSLContext, *, settle: float = 0.0) -> Handshake:
-        try:
-            return handshake(host, port, context=ctx, server_name=sni, timeout=timeout, settle=settle)
-        except OSError as exc:
-            raise _unreachable(host, port, exc, timeout) from exc
-
-    result = attempt(main_ctx, settle=min(timeout, 2.0))
+    target = _Target(host, port, sni, timeout)
+    result = target.handshake(main_ctx, settle=min(timeout, 2.0))
     chain = [x509.load_der_x509_certificate(der) for der in result.chain]
     problems: list[Problem] = []
     if chain:
         roots = anchors or _system_roots()
-        problems += _diagnose(chain, roots=roots, host=name, purpose=Purpose.SERVER, crls=crl_objs, at=now)
+        problems += diagnose_chain(chain, roots=roots, host=name, purpose=Purpose.SERVER, crls=crl_objs, at=now)
     if result.error is not None:
         auth = _client_cert_problem(result, sent_cert=cert is not None)
         if auth is not None:
             problems.append(auth)
         elif not chain or not problems:
-            problems.append(explain_ssl_error(result.error, host=name))
+            problems.append(explain_ssl_error(result.error, host=name, chain=chain))
 
-    versions: dict[ProtocolVersion, VersionSupport] = {}
-    tls12: list[str] = []
-    if scan:
-        # Contexts are built here, handshakes run in threads: a server far away costs one round of RTTs.
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            version_ctxs = {v: _pinned_context(version=v, alpn=alpn) for v in ProtocolVersion}
-            outcomes = pool.map(lambda v: _version_support(attempt, version_ctxs[v], v), ProtocolVersion)
-            versions = dict(zip(ProtocolVersion, outcomes, strict=True))
-            if versions[ProtocolVersion.TLS1_2] is VersionSupport.ACCEPTED:
-                suite_ctxs = {s: _pinned_context(version=ProtocolVersion.TLS1_2, suite=s, alpn=alpn) for s in _SUITES}
-                accepted = pool.map(lambda s: _suite_accepted(attempt, suite_ctxs[s]), _SUITES)
-                tls12 = [s for s, ok in zip(_SUITES, accepted, strict=True) if ok]
-    if (old := _version_problem(versions, result.protocol or result.flight.version)) is not None:
+    versions, tls12 = _scan(target, alpn=tuple(alpn)) if scan else ({}, [])
+    negotiated = result.protocol or result.flight.version
+    if (old := _version_problem(versions, negotiated)) is not None:
         problems.append(old)
-
     return ProbeReport(
         host=host,
         port=port,
         server_name=sni,
-        protocol=result.protocol or result.flight.version,
+        protocol=negotiated,
         cipher=result.cipher,
         group=result.flight.group,
         alpn=result.alpn,
         chain=tuple(CertificateInfo.from_certificate(c, now=now) for c in chain),
         problems=tuple(_unique(problems)),
-        versions=versions,
+        versions=MappingProxyType(versions),
         tls12_ciphers=tuple(tls12),
         profiles=_profiles(versions, tls12) if scan else (),
     )
 
 
-def _pinned_context(
-    *, version: ProtocolVersion, suite: str | None = None, alpn: Sequence[str]
-) -> ssl.SSLContext | None:
+@dataclass(frozen=True)
+class _Target:
+    host: str
+    port: int
+    sni: str | None
+    timeout: float
+
+    def handshake(self, ctx: ssl.SSLContext, *, settle: float = 0.0) -> Handshake:
+        """The main handshake: no TCP connection at all is an error for the whole probe."""
+        try:
+            return handshake(
+                self.host, self.port, context=ctx, server_name=self.sni, timeout=self.timeout, settle=settle
+            )
+        except OSError as exc:
+            raise _unreachable(self.host, self.port, exc, self.timeout) from exc
+
+    def server_hello(self, ctx: ssl.SSLContext | None) -> ServerFlight | None:
+        """A scan handshake's plaintext flight; None if the local OpenSSL could not even offer it.
+
+        A scan connection that is reset or stalls counts as a refusal: some servers drop old hellos silently.
+        """
+        if ctx is None:
+            return None
+        try:
+            result = handshake(self.host, self.port, context=ctx, server_name=self.sni, timeout=self.timeout)
+        except OSError:
+            return ServerFlight()
+        return result.flight if result.sent else None
+
+
+def _pinned_context(*, version: ProtocolVersion, suite: str = "ALL", alpn: tuple[str, ...]) -> ssl.SSLContext | None:
     """A probing context offering only ``version`` (and ``suite``), or None if the local OpenSSL cannot."""
     try:
-        return probe_context(version=version, ciphers=f"{suite or 'ALL'}:@SECLEVEL=0", alpn=tuple(alpn))
+        return probe_context(version=version, ciphers=f"{suite}:@SECLEVEL=0", alpn=alpn)
     except (ValueError, ssl.SSLError):
         return None
 
 
-def _version_support(
-    attempt: Callable[[ssl.SSLContext], Handshake], ctx: ssl.SSLContext | None, version: ProtocolVersion
-) -> VersionSupport:
-    if ctx is None:
-        return VersionSupport.NOT_TESTABLE
-    result = attempt(ctx)
-    if not result.sent:
-        return VersionSupport.NOT_TESTABLE  # the local OpenSSL refused to offer it at all
-    # The ServerHello decides, not the whole handshake: a server demanding a client cert still accepted it.
-    return VersionSupport.ACCEPTED if result.flight.version is version else VersionSupport.REFUSED
+def _scan(target: _Target, *, alpn: tuple[str, ...]) -> tuple[dict[ProtocolVersion, VersionSupport], list[str]]:
+    """Each protocol version on its own, then (if TLS 1.2 is accepted) each TLS 1.2 suite on its own.
 
-
-def _suite_accepted(attempt: Callable[[ssl.SSLContext], Handshake], ctx: ssl.SSLContext | None) -> bool:
-    if ctx is None:
-        return False  # this OpenSSL build lacks the suite
-    result = attempt(ctx)
-    return result.sent and result.flight.cipher_suite is not None and result.flight.version is ProtocolVersion.TLS1_2
+    The ServerHello decides, not the whole handshake: a server that then demands a client certificate still
+    accepted the version.  Contexts are built here and handshakes run in threads, so a distant server costs
+    about one round of round trips.
+    """
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        contexts = [_pinned_context(version=v, alpn=alpn) for v in ProtocolVersion]
+        versions: dict[ProtocolVersion, VersionSupport] = {}
+        for version, flight in zip(ProtocolVersion, pool.map(target.server_hello, contexts), strict=True):
+            if flight is None:
+                versions[version] = VersionSupport.NOT_TESTABLE
+            else:
+                versions[version] = VersionSupport.ACCEPTED if flight.version is version else VersionSupport.REFUSED
+        if versions[ProtocolVersion.TLS1_2] is not VersionSupport.ACCEPTED:
+            return versions, []
+        contexts = [_pinned_context(version=ProtocolVersion.TLS1_2, suite=s, alpn=alpn) for s in _SUITES]
+        flights = pool.map(target.server_hello, contexts)
+        return versions, [s for s, f in zip(_SUITES, flights, strict=True) if f and f.version is ProtocolVersion.TLS1_2]
 
 
 def _is_ip(name: str) -> bool:

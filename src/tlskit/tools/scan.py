@@ -13,7 +13,6 @@ import contextlib
 import enum
 import socket
 import ssl
-import struct
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -39,11 +38,6 @@ class ProtocolVersion(enum.StrEnum):
     TLS1_1 = "TLS 1.1"
     TLS1_2 = "TLS 1.2"
     TLS1_3 = "TLS 1.3"
-
-    @property
-    def wire(self) -> int:
-        """The version number on the wire (0x0301 ... 0x0304)."""
-        return 0x0301 + list(ProtocolVersion).index(self)
 
     @property
     def ssl_version(self) -> ssl.TLSVersion:
@@ -175,12 +169,8 @@ def _unverified_chain(obj: ssl.SSLObject) -> tuple[bytes, ...]:
     return tuple(c if isinstance(c, bytes) else c.public_bytes(2) for c in certs)  # 2 = _ssl.ENCODING_DER
 
 
-def _complete_records(data: bytes) -> int:
-    count, pos = 0, 0
-    while pos + 5 <= len(data):
-        pos += 5 + struct.unpack_from("!H", data, pos + 3)[0]
-        count += pos <= len(data)
-    return count
+def _has_complete_record(data: bytes | bytearray) -> bool:
+    return len(data) >= 5 and len(data) >= 5 + int.from_bytes(data[3:5], "big")
 
 
 class _Pump:
@@ -245,7 +235,7 @@ class _Pump:
                 self.obj.read(1)
                 return None  # the server spoke first: it accepted us
             except ssl.SSLWantReadError:
-                if _complete_records(bytes(self.received[start:])):
+                if _has_complete_record(self.received[start:]):
                     return None
                 try:
                     if not self.fill(until=until):
@@ -286,7 +276,8 @@ def handshake(
             if settle > 0 and pump.obj.version() == "TLSv1.3":
                 error = pump.settle(settle)
                 after = error is not None
-        flight = parse_server_flight(bytes(pump.received))
+        received = bytes(pump.received)
+        flight = parse_server_flight(received)
         chain = _unverified_chain(pump.obj)  # still there after a failure, once the chain arrived
         if error is None:
             with contextlib.suppress(ssl.SSLError):
@@ -302,5 +293,5 @@ def handshake(
             cipher=cipher[0] if cipher else None,
             alpn=pump.obj.selected_alpn_protocol(),
             chain=chain,
-            received=bytes(pump.received),
+            received=received,
         )

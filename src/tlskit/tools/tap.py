@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import InputError
+from ..errors import InputError, TlskitError
 from .records import Direction
 from .tap_observer import ConnectionObserver, Observation, PayloadView, Sink, TapOptions
 
@@ -91,26 +91,38 @@ def _os_error(exc: OSError) -> str:
 class _Connection:
     """One relayed connection: two pumps, their observer, and the timer that flushes idle bursts."""
 
-    def __init__(self, observer: ConnectionObserver, writers: tuple[asyncio.StreamWriter, ...]) -> None:
-        self.observer = observer
+    def __init__(
+        self,
+        observer: ConnectionObserver,
+        writers: tuple[asyncio.StreamWriter, ...],
+        *,
+        on_output_error: Callable[[Exception], None],
+    ) -> None:
+        self.observer: ConnectionObserver | None = observer
         self.writers = writers
         self.aborted: str | None = None
+        self._on_output_error = on_output_error
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
 
-    def observe(self, direction: Direction, data: bytes) -> None:
-        self.observer.data(direction, data)
-        if self._timer is None:
-            self._schedule()
+    def _observe(self, call: Callable[[ConnectionObserver], object]) -> None:
+        """Run an observer call.  If the output fails (say stdout is a closed pipe), stop observing, keep relaying."""
+        if self.observer is None:
+            return
+        try:
+            call(self.observer)
+        except Exception as exc:  # the sink's failure must not become the relayed connection's failure
+            self.observer = None
+            self._on_output_error(exc)
 
     def _schedule(self) -> None:
-        delay = self.observer.next_flush_in()
+        delay = self.observer.next_flush_in() if self.observer is not None else None
         if delay is not None:
             self._timer = self._loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
-        self.observer.tick()
+        self._observe(ConnectionObserver.tick)
         self._schedule()
 
     def abort(self, reason: str) -> None:
@@ -125,13 +137,16 @@ class _Connection:
         error: str | None = None
         try:
             while data := await reader.read(_CHUNK):
-                writer.write(data)
-                self.observe(direction, data)
+                writer.write(data)  # relay first, look second
+                self._observe(lambda o: o.data(direction, data))  # noqa: B023 - called right here, not later
+                if self._timer is None:
+                    self._schedule()
                 await writer.drain()
         except OSError as exc:
             error = _os_error(exc)
             self.abort(f"{direction}: {error}")
-        self.observer.ended(direction, error=error or self.aborted)
+        reason = error or self.aborted
+        self._observe(lambda o: o.ended(direction, error=reason))
         if not writer.is_closing() and writer.can_write_eof():
             with contextlib.suppress(OSError):
                 writer.write_eof()
@@ -144,7 +159,7 @@ class _Connection:
         for writer in self.writers:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-        self.observer.closed()
+        self._observe(ConnectionObserver.closed)
 
 
 class TapServer:
@@ -159,6 +174,14 @@ class TapServer:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[_Connection] = set()
+        #: The first exception raised by the sink; connections keep being relayed, unobserved.
+        self.output_error: Exception | None = None
+        self.output_failed = asyncio.Event()
+
+    def _output_error(self, exc: Exception) -> None:
+        if self.output_error is None:
+            self.output_error = exc
+        self.output_failed.set()
 
     async def _start(self, host: str, port: int) -> None:
         # Bind first, serve second: no connection can arrive before the tap is fully set up.
@@ -203,7 +226,7 @@ class TapServer:
             client_writer.transport.abort()
             observer.closed()
             return
-        conn = _Connection(observer, (client_writer, upstream_writer))
+        conn = _Connection(observer, (client_writer, upstream_writer), on_output_error=self._output_error)
         self._connections.add(conn)
         try:
             await asyncio.gather(
@@ -257,9 +280,16 @@ def run_tap(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' proactor loop
                 loop.add_signal_handler(sig, stop.set)
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(tap.output_failed.wait())]
         try:
-            await stop.wait()
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for waiter in waiters:
+                waiter.cancel()
             await tap.close()
+        if tap.output_error is not None:
+            raise TlskitError(
+                f"cannot write the tap's output ({tap.output_error})", fix="check where standard output goes"
+            ) from tap.output_error
 
     asyncio.run(main())

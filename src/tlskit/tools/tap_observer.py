@@ -200,15 +200,16 @@ class ConnectionObserver:
 
     def ended(self, direction: Direction, *, error: str | None = None) -> None:
         """``direction`` ended: EOF (half-close), or ``error`` (reset)."""
+        incomplete = 0
         try:
-            events = [] if direction in self._blind else self._parser.end(direction)
-            for event in events:
+            for event in [] if direction in self._blind else self._parser.end(direction):
                 if isinstance(event, EndOfStream):
-                    self._emit("end", direction, bytes=self._bytes[direction], incomplete=event.incomplete, error=error)
+                    incomplete = event.incomplete
                 else:
                     self._event(event)
         except Exception as exc:
             self._fault(direction, exc)
+        self._emit("end", direction, bytes=self._bytes[direction], incomplete=incomplete, error=error)
 
     def closed(self) -> None:
         """Both sides are closed: flush, summarize, give the verdict (once)."""

@@ -118,10 +118,9 @@ def describe(obs: Observation) -> tuple[str, list[str]]:
                 return f"encrypted alert{size}", []
             return f"alert {f['level']} {f['description']}", []
         case "application_data":
-            return (
-                f"application data, {_plural(f['bytes'], 'byte')} in {_plural(f['records'], 'record')}, encrypted",
-                [],
-            )
+            note = f" ({f['note']})" if f.get("note") else ""
+            size = f"{_plural(f['bytes'], 'byte')} in {_plural(f['records'], 'record')}"
+            return f"application data, {size}, encrypted{note}", []
         case "malformed":
             return f"malformed: {f['reason']}; decoding stopped, bytes still relayed", []
         case "observer_error":

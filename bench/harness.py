@@ -1,0 +1,301 @@
+"""Process and measurement helpers for bench/run.py: spawning pinned processes, reading /proc, parsing output.
+
+Everything here is plain functions over text or pids so the parsing can be smoke-tested
+(tests/test_bench_smoke.py) without running a benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import resource
+import selectors
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+PYTHON = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# -- parsing -------------------------------------------------------------------------------------------------
+
+_S_TIME_RE = re.compile(r"^(\d+) connections in ([\d.]+)s;", re.MULTILINE)
+_READY_RE = re.compile(r"^READY (\d+)$")
+
+
+def parse_s_time(text: str) -> int:
+    """Handshakes counted by ``openssl s_time``: the N of its "N connections in X.XXs; ..." summary line.
+
+    Raises ValueError when the summary is missing (s_time failed to connect at all).
+    """
+    match = _S_TIME_RE.search(text)
+    if match is None:
+        raise ValueError(f"no s_time summary in output: {text[-300:]!r}")
+    return int(match.group(1))
+
+
+def parse_ready(line: str) -> int:
+    """The port of a server's ``READY <port>`` line."""
+    match = _READY_RE.match(line.strip())
+    if match is None:
+        raise ValueError(f"expected 'READY <port>', got {line!r}")
+    return int(match.group(1))
+
+
+def parse_stat_cpu(stat: str) -> float:
+    """utime + stime in seconds from a ``/proc/PID/stat`` line.
+
+    The command name (field 2) is in parentheses and may contain spaces or parentheses, so fields are counted
+    from the last ``)``: utime and stime are fields 14 and 15 of the line.
+    """
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def parse_stat_ppid(stat: str) -> int:
+    """The parent pid (field 4) of a ``/proc/PID/stat`` line."""
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def parse_kib(text: str, key: str) -> int:
+    """The ``key:  N kB`` value of /proc/PID/status or smaps_rollup, in KiB."""
+    match = re.search(rf"^{re.escape(key)}:\s+(\d+) kB$", text, re.MULTILINE)
+    if match is None:
+        raise ValueError(f"{key} not found")
+    return int(match.group(1))
+
+
+# -- /proc ---------------------------------------------------------------------------------------------------
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and all its live descendants (worker processes included)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        children.setdefault(parse_stat_ppid(stat), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """Total user + system CPU time of live processes ``pids``."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += parse_stat_cpu(Path(f"/proc/{pid}/stat").read_text())
+        except OSError:
+            pass
+    return total
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Resident memory of a process in KiB: VmRSS (status) and Pss (smaps_rollup)."""
+
+    rss_kib: int
+    pss_kib: int
+
+
+def memory(pid: int) -> Memory:
+    return Memory(
+        rss_kib=parse_kib(Path(f"/proc/{pid}/status").read_text(), "VmRSS"),
+        pss_kib=parse_kib(Path(f"/proc/{pid}/smaps_rollup").read_text(), "Pss"),
+    )
+
+
+# -- processes -----------------------------------------------------------------------------------------------
+
+
+def raise_nofile() -> None:
+    """Raise RLIMIT_NOFILE to the hard limit (``ulimit -n $(ulimit -Hn)``); used as ``preexec_fn`` too."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def nofile_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def pinned(argv: Sequence[str], cpus: str) -> list[str]:
+    """``taskset -c CPUS argv...``."""
+    return ["taskset", "-c", cpus, *argv]
+
+
+@dataclass
+class Proc:
+    """A child process in its own session (so its workers are stopped with it), with line-based stdout."""
+
+    name: str
+    argv: list[str]
+    popen: subprocess.Popen[str] = field(repr=False)
+    stderr_path: Path | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+    def readline(self, timeout: float) -> str:
+        """One stdout line, or TimeoutError / RuntimeError (exited) after ``timeout`` seconds."""
+        stdout = self.popen.stdout
+        assert stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                raise TimeoutError(f"{self.name}: no output within {timeout:g} s")
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name} exited (code {self.popen.wait(5)}): {self.stderr_tail()}")
+        return line
+
+    def expect(self, prefix: str, timeout: float) -> str:
+        """Read lines until one starts with ``prefix`` (bounded by ``timeout`` overall)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.readline(max(0.01, deadline - time.monotonic()))
+            if line.startswith(prefix):
+                return line.strip()
+
+    def send(self, line: str) -> None:
+        stdin = self.popen.stdin
+        assert stdin is not None
+        stdin.write(line + "\n")
+        stdin.flush()
+
+    def stderr_tail(self) -> str:
+        if self.stderr_path is None or not self.stderr_path.exists():
+            return ""
+        return self.stderr_path.read_text(errors="replace")[-800:]
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close stdin (the servers' and clients' signal to exit), then SIGTERM, then SIGKILL the session."""
+        if self.popen.poll() is None:
+            try:
+                if self.popen.stdin is not None:
+                    self.popen.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGTERM)
+                try:
+                    self.popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self._signal(signal.SIGKILL)
+                    self.popen.wait(timeout)
+        self._signal(signal.SIGKILL)  # leftover workers of this session, if any
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class ProcessSet:
+    """Every process the bench starts; :meth:`stop_all` runs in a ``finally`` so nothing outlives the bench."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[Proc] = []
+
+    def spawn(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None) -> Proc:
+        err_path = self.log_dir / f"{name}-{len(self.procs)}.err"
+        with err_path.open("w") as err:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                start_new_session=True,
+                preexec_fn=raise_nofile,  # noqa: PLW1509 - only setrlimit, before exec
+                cwd=ROOT,
+                env=env,
+            )
+        proc = Proc(name, list(argv), popen, err_path)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop(timeout=2.0)
+        self.procs.clear()
+
+
+def wait_all(procs: Sequence[Proc], timeout: float) -> list[str]:
+    """Wait for ``procs`` to exit (bounded); return their stdout texts."""
+    deadline = time.monotonic() + timeout
+    outputs = []
+    for proc in procs:
+        try:
+            out, _ = proc.popen.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired as exc:
+            raise TimeoutError(f"{proc.name} still running after {timeout:g} s") from exc
+        outputs.append(out)
+    return outputs
+
+
+# -- machine facts -------------------------------------------------------------------------------------------
+
+
+def _first_line(argv: Sequence[str]) -> str:
+    try:
+        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=10, check=False)
+    except OSError as exc:
+        return f"unavailable ({exc})"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "?"
+
+
+def machine_facts(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """CPU, memory, kernel and tool versions, for the report."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    meminfo = Path("/proc/meminfo").read_text()
+    import ssl
+
+    facts = {
+        "CPU": f"{model.group(1) if model else '?'} x {os.cpu_count()} (online: {sorted(os.sched_getaffinity(0))})",
+        "Memory": f"{parse_kib(meminfo, 'MemTotal') // 1024} MiB",
+        "Kernel": platform.release(),
+        "Python": f"{platform.python_version()} ({ssl.OPENSSL_VERSION})",
+        "Node": _first_line(["node", "-p", "process.version + ' (OpenSSL ' + process.versions.openssl + ')'"]),
+        "openssl CLI": _first_line(["openssl", "version"]),
+        "RLIMIT_NOFILE (hard)": str(nofile_limit()),
+    }
+    facts.update(extra or {})
+    return facts
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
