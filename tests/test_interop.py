@@ -11,24 +11,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import fcntl
 import json
 import queue
+import socket
+import struct
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from peers import GNUTLS_CLI, NODE, OPENSSL, gnutls_server, needs_gnutls, needs_node, openssl_server
+from peers import (
+    GNUTLS_CLI,
+    GNUTLS_SERV,
+    NODE,
+    OPENSSL,
+    needs_gnutls,
+    needs_node,
+    openssl_server,
+    port_from_port_line,
+    running,
+    start,
+)
 from tlskit.errors import TLSError
 from tlskit.net.client import connect
 from tlskit.net.connection import TLSConnection
 from tlskit.net.context import ClientAuth, client_context, server_context
 from tlskit.net.server import Server, start_server
 
+T = TypeVar("T")
 NODE_DIR = Path(__file__).resolve().parent / "node"
 VERSIONS = ["1.2", "1.3"]
 TIMEOUT = 15.0
@@ -184,22 +201,26 @@ def _grep(pattern: str, text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def openssl_client(pki: Any, port: int, *, version: str, cert: bool, alpn: str = "h2", sni: str = "localhost") -> ClientView:
+def openssl_client(
+    pki: Any, port: int, *, version: str, cert: bool, alpn: str = "h2", sni: str = "localhost"
+) -> ClientView:
     argv = [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", str(pki.root_pem)]
     argv += ["-servername", sni, "-verify_return_error", "-ign_eof", "-alpn", alpn, f"-tls1_{version[-1]}"]
     if cert:
-        argv += ["-cert", str(pki.client_pem), "-key", str(pki.client_key)]
+        argv += ["-cert", str(pki.client_pem), "-cert_chain", str(pki.client_pem), "-key", str(pki.client_key)]
     out = _run(argv, b"hello from openssl\n")
     return ClientView(
         protocol=_grep(r"^\s*Protocol\s*:\s*(\S+)", out),
         alpn=_grep(r"^ALPN protocol: (\S+)", out),
         verified="Verify return code: 0 (ok)" in out,
-        echoed="hello from openssl" in out.split("---")[-1],
+        echoed="hello from openssl" in out,  # s_client does not print what it sends
         output=out,
     )
 
 
-def gnutls_client(pki: Any, port: int, *, version: str, cert: bool, alpn: str = "h2", sni: str = "localhost") -> ClientView:
+def gnutls_client(
+    pki: Any, port: int, *, version: str, cert: bool, alpn: str = "h2", sni: str = "localhost"
+) -> ClientView:
     priority = f"NORMAL:-VERS-ALL:+VERS-TLS{version}"
     argv = [GNUTLS_CLI, "--x509cafile", str(pki.root_pem), "--port", str(port), "--priority", priority]
     argv += ["--sni-hostname", sni, "--verify-hostname", sni, "--alpn", alpn, "127.0.0.1"]
@@ -215,15 +236,14 @@ def gnutls_client(pki: Any, port: int, *, version: str, cert: bool, alpn: str = 
     )
 
 
-def node_client(pki: Any, port: int, *, version: str, cert: bool, alpn: str = "h2", sni: str = "localhost") -> ClientView:
+def node_client(
+    pki: Any, port: int, *, version: str, cert: bool, alpn: str = "h2", sni: str = "localhost"
+) -> ClientView:
     cfg: dict[str, Any] = {"port": port, "ca": str(pki.root_pem), "servername": sni, "alpn": [alpn]}
     cfg |= {"minVersion": f"TLSv{version}", "maxVersion": f"TLSv{version}", "text": "hello from node\n"}
     if cert:
         cfg |= {"cert": str(pki.client_pem), "key": str(pki.client_key)}
-    result = subprocess.run(
-        [NODE, str(NODE_DIR / "client.js"), json.dumps(cfg)], capture_output=True, text=True, timeout=TIMEOUT
-    )
-    out = result.stdout + result.stderr
+    out = _run([NODE, NODE_DIR / "client.js", json.dumps(cfg)], b"")
     conn = json.loads(_grep(r"^CONN (.*)$", out) or "{}")
     return ClientView(
         protocol=conn.get("protocol"),
@@ -235,7 +255,7 @@ def node_client(pki: Any, port: int, *, version: str, cert: bool, alpn: str = "h
 
 
 def _run(argv: list[Any], data: bytes) -> str:
-    result = subprocess.run([str(a) for a in argv], input=data, capture_output=True, timeout=TIMEOUT)
+    result = subprocess.run([str(a) for a in argv], input=data, capture_output=True, timeout=TIMEOUT, check=False)
     return (result.stdout + result.stderr).decode("utf-8", "replace")
 
 
@@ -288,3 +308,227 @@ def test_client_from_another_ca_is_refused_with_reason(server: LibServer, pki: A
     error = server.next_tls_error()
     assert error.code and error.message
     assert server.connections.empty()  # the handler never ran for the refused client
+
+
+# --- tlskit's client against peer servers --------------------------------------------------------------------
+
+
+def client_ctx(pki: Any, *, version: str | None = None, cert: bool = False, alpn: tuple[str, ...] = ("h2",)) -> Any:
+    return client_context(
+        ca=pki.root_pem,
+        cert=pki.client_pem if cert else None,
+        key=pki.client_key if cert else None,
+        alpn=alpn,
+        min_version=version or "1.2",
+        max_version=version,
+    )
+
+
+async def _exchange(host: str, port: int, ctx: Any, *, server_name: str = "localhost", session: Any = None) -> Any:
+    """Connect, send a line, read the reply line; return (what tlskit saw, the reply, the session)."""
+    conn = await connect(host, port, context=ctx, server_name=server_name, session=session)
+    try:
+        await conn.write(b"hello from tlskit\n")
+        reply = b""
+        async with asyncio.timeout(TIMEOUT):
+            while b"\n" not in reply:
+                chunk = await conn.read()
+                if not chunk:
+                    break
+                reply += chunk
+        return seen(conn), reply, conn.session
+    finally:
+        await conn.close(timeout=2.0)
+
+
+def exchange(host: str, port: int, ctx: Any, **kwargs: Any) -> Any:
+    return asyncio.run(_exchange(host, port, ctx, **kwargs))
+
+
+@needs_openssl
+@pytest.mark.parametrize("with_cert", [True, False], ids=["client-cert", "no-client-cert"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tlskit_client_against_openssl_server(pki: Any, version: str, with_cert: bool) -> None:
+    args = ["-cert", pki.server_pem, "-cert_chain", pki.server_pem, "-key", pki.server_key, "-rev", "-naccept", "1"]
+    args += ["-alpn", "h2,http/1.1", f"-tls1_{version[-1]}"]
+    if with_cert:
+        args += ["-CAfile", pki.root_pem, "-Verify", "2", "-verify_return_error"]
+    with openssl_server(*map(str, args)) as peer:
+        got, reply, _ = exchange("127.0.0.1", peer.port, client_ctx(pki, version=version, cert=with_cert))
+        assert reply == b"hello from tlskit\n"[-2::-1] + b"\n"  # s_server -rev answers each line reversed
+        peer.proc.wait(TIMEOUT)  # -naccept 1: it exits, flushing the ALPN lines it buffered
+        peer.wait_for("ALPN protocols selected: h2")
+        if with_cert:
+            peer.wait_for(r"Peer certificate: CN = client")
+    assert got.authorized and got.peer_cn == "localhost"
+    assert (got.protocol, got.alpn) == (f"TLSv{version}", "h2")
+
+
+# gnutls-serv has no option to listen on loopback only: it binds every interface.  Rather than expose it, each
+# gnutls-serv test runs in a thread moved into a private network namespace that holds only loopback (threads
+# have their own namespaces, and processes started from the thread inherit it).  Without the privilege for
+# that (CAP_SYS_ADMIN), the tests skip instead of listening on the machine's real addresses.
+
+_CLONE_NEWNET = 0x40000000
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
+
+
+def _enter_private_network() -> bool:
+    """Move the calling thread into a new network namespace whose only interface, loopback, is up."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNET) != 0:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", _IFF_UP_LOOPBACK_RUNNING, b""))
+    return True
+
+
+def in_private_network(body: Callable[[], T]) -> T:
+    """Run ``body`` in a thread with a private network namespace; skip the test where that is not allowed."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+    isolated = threading.Event()
+
+    def target() -> None:
+        try:
+            if _enter_private_network():
+                isolated.set()
+                results.append(body())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    if not isolated.is_set():
+        pytest.skip("gnutls-serv listens on all interfaces and no private network namespace is allowed here")
+    return results[0]
+
+
+def _ipv4_listen_port(pid: int) -> int:
+    """The IPv4 port a process listens on, from its own view of the network (its namespace)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/tcp") as fh:
+            for row in list(fh)[1:]:
+                cols = row.split()
+                if cols[3] == "0A":  # TCP_LISTEN
+                    return int(cols[1].rsplit(":", 1)[1], 16)
+        time.sleep(0.05)
+    raise AssertionError("gnutls-serv never listened")
+
+
+@needs_gnutls
+@pytest.mark.parametrize("with_cert", [True, False], ids=["client-cert", "no-client-cert"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tlskit_client_against_gnutls_server(pki: Any, version: str, with_cert: bool) -> None:
+    args = ["--echo", "--x509certfile", pki.server_pem, "--x509keyfile", pki.server_key, "--alpn", "h2"]
+    args += ["--priority", f"NORMAL:-VERS-ALL:+VERS-TLS{version}"]
+    if with_cert:
+        args += ["--x509cafile", pki.root_pem, "--require-client-cert", "--verify-client-cert"]
+
+    def body() -> Any:
+        peer = start([str(GNUTLS_SERV), "--port", "0", *map(str, args)])
+        try:
+            port = _ipv4_listen_port(peer.proc.pid)
+            return exchange("127.0.0.1", port, client_ctx(pki, version=version, cert=with_cert))
+        finally:
+            peer.stop()
+
+    got, reply, _ = in_private_network(body)
+    assert reply == b"hello from tlskit\n"
+    assert got.authorized and got.peer_cn == "localhost"
+    assert (got.protocol, got.alpn) == (f"TLSv{version}", "h2")
+
+
+def node_server(pki: Any, **cfg: Any) -> Any:
+    assert NODE is not None
+    base = {"key": str(pki.server_key), "cert": str(pki.server_pem), "ca": str(pki.root_pem), "alpn": ["h2"]}
+    return running([NODE, str(NODE_DIR / "server.js"), json.dumps(base | cfg)], port_from=port_from_port_line)
+
+
+@needs_node
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tlskit_client_against_node_server_requiring_certificates(pki: Any, version: str) -> None:
+    tls = f"TLSv{version}"
+    with node_server(pki, requestCert=True, rejectUnauthorized=True, minVersion=tls, maxVersion=tls) as peer:
+        got, reply, _ = exchange("127.0.0.1", peer.port, client_ctx(pki, version=version, cert=True))
+        node_saw = json.loads(peer.wait_for(r"^CONN (.*)$").group(1))
+    assert reply == b"hello from tlskit\n"
+    assert got.authorized and (got.protocol, got.alpn) == (tls, "h2")
+    assert node_saw["authorized"] is True and node_saw["peerCN"] == "client"
+    assert (node_saw["protocol"], node_saw["alpn"]) == (tls, "h2")
+
+
+@needs_node
+@pytest.mark.parametrize("version", VERSIONS)
+def test_node_server_refuses_tlskit_client_without_certificate(pki: Any, version: str) -> None:
+    tls = f"TLSv{version}"
+    with node_server(pki, requestCert=True, rejectUnauthorized=True, minVersion=tls, maxVersion=tls) as peer:
+        with pytest.raises(TLSError) as info:
+            exchange("127.0.0.1", peer.port, client_ctx(pki, version=version, cert=False))
+        peer.wait_for("TLSERR")
+    assert info.value.code in {"client_cert_required", "handshake_failure", "peer_rejected_certificate"}
+    assert info.value.fix
+
+
+@needs_node
+def test_tlskit_client_without_verification_reports_why(pki: Any) -> None:
+    # Node serves a certificate from another CA; verify=False still says why it would not verify (Node's
+    # authorizationError on a client with rejectUnauthorized: false).
+    with node_server(pki, key=str(pki.other_server_key), cert=str(pki.other_server_pem)) as peer:
+        ctx = client_context(ca=pki.root_pem, verify=False)
+        got, reply, _ = exchange("127.0.0.1", peer.port, ctx)
+        with pytest.raises(TLSError) as info:
+            exchange("127.0.0.1", peer.port, client_context(ca=pki.root_pem))
+    assert reply == b"hello from tlskit\n"
+    assert not got.authorized and got.authorization_error
+    assert info.value.code in {"untrusted_root", "incomplete_chain"}  # the other root is unknown
+
+
+# --- SNI and ALPN observed on both sides (tlskit as the client) ----------------------------------------------
+
+
+@needs_openssl
+def test_sni_from_tlskit_client_seen_by_openssl(pki: Any, make_cert: Any) -> None:
+    # (s_server sets ALPN up on its first certificate only, so ALPN is checked in the matrix above instead.)
+    api_pem, api_key = make_cert(("api.test",), name="api")
+    # -CAfile lets s_server complete both chains (-cert2 has no chain option of its own).
+    args = ["-cert", pki.server_pem, "-key", pki.server_key, "-CAfile", pki.ca_chain_pem, "-rev", "-naccept", "1"]
+    args += ["-servername", "api.test", "-cert2", api_pem, "-key2", api_key]
+    with openssl_server(*map(str, args)) as peer:
+        got, reply, _ = exchange("127.0.0.1", peer.port, client_ctx(pki), server_name="api.test")
+        peer.proc.wait(TIMEOUT)
+        peer.wait_for('Hostname in TLS extension: "api.test"')
+    assert reply == b"hello from tlskit\n"[-2::-1] + b"\n"
+    assert got.authorized and got.peer_cn == "api.test"  # the SNI certificate, verified for api.test
+    assert got.sni == "api.test"
+
+
+@needs_node
+def test_sni_and_alpn_from_tlskit_client_seen_by_node(pki: Any, make_cert: Any) -> None:
+    api_pem, api_key = make_cert(("api.test",), name="api")
+    sni = {"api.test": {"key": str(api_key), "cert": str(api_pem)}}
+    with node_server(pki, sni=sni, alpn=["h2", "http/1.1"]) as peer:
+        got, _, _ = exchange("127.0.0.1", peer.port, client_ctx(pki, alpn=("http/1.1",)), server_name="api.test")
+        node_saw = json.loads(peer.wait_for(r"^CONN (.*)$").group(1))
+    assert got.authorized and got.peer_cn == "api.test" and got.alpn == "http/1.1"
+    assert (node_saw["servername"], node_saw["alpn"]) == ("api.test", "http/1.1")
+
+
+# --- session resumption between tlskit's client and server ---------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_session_resumption_between_tlskit_client_and_server(server: LibServer, pki: Any, version: str) -> None:
+    ctx = client_ctx(pki, version=version, cert=True)
+    first, _, session = exchange("127.0.0.1", server.port, ctx)
+    second, reply, _ = exchange("127.0.0.1", server.port, ctx, session=session)
+    assert reply == b"hello from tlskit\n"
+    assert session is not None
+    assert not first.resumed and second.resumed  # the client's view
+    assert not server.next_connection().resumed and server.next_connection().resumed  # the server's view
+    assert second.authorized  # a resumed session keeps the verified identity

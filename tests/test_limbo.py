@@ -212,3 +212,28 @@ def test_cli_sample_matches_the_library(
     )
     assert done.returncode == (0 if outcomes[case_id][0] else 1), done.stdout + done.stderr
     assert done.returncode == (0 if case["expected_result"] == "SUCCESS" else 1)
+
+
+def test_inspect_and_diagnose_survive_every_limbo_certificate(limbo: list[Case]) -> None:
+    """The deliberately malformed certificates of the suite never crash a summary or a diagnosis."""
+    import warnings
+
+    from cryptography import x509
+
+    from tlskit.pki.diagnose import diagnose_chain
+    from tlskit.pki.inspect import render_text, summarize
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for case in limbo:
+            roots = [x509.load_pem_x509_certificate(p.encode()) for p in case["trusted_certs"]]
+            chain = [x509.load_pem_x509_certificate(p.encode()) for p in [case["peer_certificate"]]]
+            chain += [x509.load_pem_x509_certificate(p.encode()) for p in case["untrusted_intermediates"]]
+            for cert in [*chain, *roots]:
+                assert render_text(summarize(cert)).strip()
+            for crl in case["crls"]:
+                assert summarize(x509.load_pem_x509_crl(crl.encode()))["kind"] == "crl"
+            peer = case["expected_peer_name"]
+            host = peer["value"] if peer and peer["kind"] in ("DNS", "IP") else None
+            problems = diagnose_chain(chain, roots=roots, host=host)
+            assert all(p.message and p.fix for p in problems)

@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -209,6 +210,26 @@ def test_hello_retry_request_then_second_client_hello_in_clear(transcripts: dict
     client_hellos = [e for e in of(events, ClientHello) if isinstance(e, ClientHello)]
     assert [[group_name(g) for g in ch.key_share_groups] for ch in client_hellos] == [["x25519"], ["secp384r1"]]
     assert not of(events, Malformed)
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+def test_tls12_finite_field_dhe_reports_the_prime_size(pki: PKI, tmp_path: Path) -> None:
+    assert OPENSSL is not None
+    params = tmp_path / "ffdhe2048.pem"
+    subprocess.run(
+        [OPENSSL, "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048", "-out", str(params)],
+        check=True,
+        capture_output=True,
+    )
+    server, client = contexts(pki, version=ssl.TLSVersion.TLSv1_2)
+    server.load_cert_chain(pki.rsa_server_pem, pki.rsa_server_key)
+    server.load_dh_params(str(params))
+    server.set_ciphers("DHE-RSA-AES128-GCM-SHA256")
+    events = parse(transcript(server, client))
+    (sh,) = of(events, ServerHello)
+    assert isinstance(sh, ServerHello) and cipher_suite_name(sh.cipher_suite) == "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"
+    (ske,) = of(events, ServerKeyExchange)
+    assert ske == ServerKeyExchange(S2C, length=ske.length, group=None, dh_bits=2048)  # type: ignore[attr-defined]
 
 
 def test_plaintext_stream_is_detected_and_passed_through() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import io
 import json
 import os
 import re
@@ -24,16 +23,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from rich.console import Console
 
 from conftest import PKI, TLSKIT
 from peers import OPENSSL, openssl_server
 from tlskit.errors import InputError
 from tlskit.tools.records import Direction
-from tlskit.tools.tap import Endpoint, Observation, PayloadView, TapOptions, TapServer, parse_endpoint, start_tap
+from tlskit.tools.tap import Endpoint, Observation, TapOptions, TapServer, parse_endpoint, start_tap
 from tlskit.tools.tap_demo import run_tap_scene
-from tlskit.tools.tap_observer import READABLE, ConnectionObserver
-from tlskit.tools.tap_render import JsonRenderer, TextRenderer
+from tlskit.tools.tap_observer import READABLE
 
 LOCAL = "127.0.0.1"
 T = TypeVar("T")
@@ -217,6 +214,27 @@ def test_tls12_shows_the_certificate_chain_in_clear(pki: PKI) -> None:
     text = verdict_of(seen)
     assert text.startswith("TLS 1.2: contents encrypted; visible: server name localhost")
     assert "certificate chain (CN=localhost; CN=tlskit Test Intermediate CA)" in text
+
+
+@needs_openssl
+def test_failed_handshake_shows_the_plaintext_alert_and_says_so(pki: PKI) -> None:
+    async def scenario(port: int) -> list[Observation]:
+        ctx = ssl.create_default_context(cafile=str(pki.root_pem))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # the server below speaks TLS 1.2 only
+        async with tap_to(port) as (tap, seen):
+            with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION"):
+                await asyncio.open_connection(LOCAL, tap.listen.port, ssl=ctx, server_hostname="localhost")
+        return seen
+
+    with openssl_server("-cert", str(pki.server_pem), "-key", str(pki.server_key), "-tls1_2") as peer:
+        seen = run(scenario(peer.port))
+    (alert,) = named(seen, "alert", Direction.SERVER_TO_CLIENT)
+    assert alert == {**alert, "encrypted": False, "level": "fatal", "description": "protocol_version"}
+    assert not named(seen, "server_hello")
+    assert verdict_of(seen) == (
+        "TLS handshake failed (protocol_version alert from the server); "
+        "visible: server name localhost, sizes and timing"
+    )
 
 
 # -- relay transparency ------------------------------------------------------------------------------------
@@ -490,111 +508,6 @@ def test_parse_endpoint_forms() -> None:
     assert str(Endpoint("::1", 443)) == "[::1]:443"
     with pytest.raises(InputError, match="is not \\[IPv6\\]:PORT"):
         parse_endpoint("[::1]443")
-
-
-# -- observer and renderers (sans-IO) ------------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def app_record(size: int) -> bytes:
-    return b"\x17\x03\x03" + size.to_bytes(2, "big") + bytes(size)
-
-
-def tls_observer(clock: FakeClock, seen: list[Observation], **options: Any) -> ConnectionObserver:
-    obs = ConnectionObserver(1, seen.append, options=TapOptions(**options), clock=clock)
-    for direction in Direction:  # an opaque TLS stream: straight into application data
-        obs.data(direction, app_record(0))
-    clock.now += 5
-    obs.tick()
-    seen.clear()
-    return obs
-
-
-def test_encrypted_records_aggregate_into_bursts_with_turns_in_order() -> None:
-    clock, seen = FakeClock(), list[Observation]()
-    obs = tls_observer(clock, seen)
-    c2s, s2c = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
-    for _ in range(50):
-        obs.data(c2s, app_record(1000))
-        clock.now += 0.001
-    for _ in range(30):  # the reply starts: the request burst is flushed first, in order
-        obs.data(s2c, app_record(500))
-        clock.now += 0.001
-    assert obs.next_flush_in() is not None
-    clock.now += 1.0
-    obs.tick()
-    assert obs.next_flush_in() is None
-    bursts = [(o.direction, o.fields["records"], o.fields["bytes"]) for o in seen if o.event == "application_data"]
-    assert bursts == [(c2s, 50, 50_000), (s2c, 30, 15_000)]
-
-
-def test_a_long_transfer_is_summarised_about_once_per_burst_span() -> None:
-    clock, seen = FakeClock(), list[Observation]()
-    obs = tls_observer(clock, seen, burst_span=1.0, burst_gap=0.25)
-    for _ in range(300):  # 3 s of one record every 10 ms
-        obs.data(Direction.SERVER_TO_CLIENT, app_record(16384))
-        clock.now += 0.01
-    obs.closed()
-    bursts = [o for o in seen if o.event == "application_data"]
-    assert 3 <= len(bursts) <= 4
-    assert sum(o.fields["bytes"] for o in bursts) == 300 * 16384
-
-
-def test_plaintext_beyond_the_display_limit_is_counted_not_shown() -> None:
-    clock, seen = FakeClock(), list[Observation]()
-    obs = ConnectionObserver(1, seen.append, options=TapOptions(max_shown=10), clock=clock)
-    obs.data(Direction.CLIENT_TO_SERVER, b"0123456789abcdef")
-    obs.data(Direction.CLIENT_TO_SERVER, b"more")
-    obs.closed()
-    assert [o.fields["text"] for o in seen if o.event == "plaintext"] == ["0123456789"]
-    assert [o.fields["bytes"] for o in seen if o.event == "plaintext_more"] == [10]
-
-
-def render(observations: list[Observation]) -> str:
-    buf = io.StringIO()
-    renderer = TextRenderer(Console(file=buf, width=200, no_color=True, highlight=False, soft_wrap=True))
-    for o in observations:
-        renderer(o)
-    return buf.getvalue()
-
-
-def test_text_renderer_prints_peer_bytes_literally_and_binary_as_hex() -> None:
-    clock, seen = FakeClock(), list[Observation]()
-    obs = ConnectionObserver(1, seen.append, clock=clock)
-    obs.data(Direction.CLIENT_TO_SERVER, b"[bold red]not markup[/] :smile:\r\n")
-    obs.data(Direction.SERVER_TO_CLIENT, b"\x00\x01binary\xff\x1b[31m")
-    obs.closed()
-    text = render(seen)
-    assert "    [bold red]not markup[/] :smile:" in text
-    assert "00000000  00 01 62 69 6e 61 72 79 ff 1b 5b 33 31 6d" in text and "..binary..[31m" in text
-    assert "\x1b" not in text
-    hexed: list[Observation] = []
-    ConnectionObserver(2, hexed.append, options=TapOptions(view=PayloadView.HEX)).data(
-        Direction.CLIENT_TO_SERVER, b"GET /"
-    )
-    assert "00000000  47 45 54 20 2f" in render(hexed)
-
-
-def test_json_renderer_writes_one_object_per_line() -> None:
-    clock, seen = FakeClock(), list[Observation]()
-    obs = ConnectionObserver(7, seen.append, clock=clock)
-    obs.data(Direction.CLIENT_TO_SERVER, LOGIN)
-    obs.closed()
-    buf = io.StringIO()
-    renderer = JsonRenderer(buf)
-    for o in seen:
-        renderer(o)
-    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
-    assert [o["event"] for o in lines] == ["stream", "plaintext", "close", "verdict"]
-    assert lines[1] == {**lines[1], "conn": 7, "dir": "client->server", "text": LOGIN.decode(), "bytes": len(LOGIN)}
-    assert lines[-1]["readable"] is True and lines[-1]["time"].endswith("Z")
 
 
 # -- the demo scene --------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -402,7 +403,9 @@ def test_explain_certificate_errors_from_real_handshakes(pki, make_cert) -> None
     client_err, _ = _handshake(
         _client_ctx(pki.other_root_pem), _server_ctx(pki.server_pem, pki.server_key), "localhost"
     )
-    assert explain_ssl_error(client_err).code == Code.INCOMPLETE_CHAIN
+    assert explain_ssl_error(client_err).code == Code.INCOMPLETE_CHAIN  # OpenSSL's code 20 alone is ambiguous
+    with_chain = explain_ssl_error(client_err, chain=load_certificates(pki.server_pem))
+    assert with_chain.code == Code.UNTRUSTED_ROOT and "tlskit Test Root CA" in with_chain.fix
     assert "turn" not in explain_ssl_error(client_err).fix.lower()
 
 
@@ -429,6 +432,14 @@ def test_explain_plaintext_peer_and_old_protocol(pki) -> None:
     with pytest.raises(ssl.SSLError) as plain:
         client.do_handshake()
     assert explain_ssl_error(plain.value).code == Code.NOT_TLS
+    # a silent peer: the handshake times out on a real socket
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        with (
+            socket.create_connection(listener.getsockname(), timeout=0.3) as raw,
+            pytest.raises(TimeoutError) as silent,
+        ):
+            _client_ctx(pki.root_pem).wrap_socket(raw, server_hostname="x")
+    assert explain_ssl_error(silent.value).code == Code.TIMEOUT
     old = _server_ctx(pki.server_pem, pki.server_key)
     old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
     try:

@@ -624,6 +624,7 @@ def serve_cmd(
 @click.option("--alpn", multiple=True, help="ALPN protocols to offer (repeatable).")
 @click.option("--insecure", is_flag=True, help="Do not verify the server (still report what verification says).")
 @click.option("--pin", multiple=True, metavar="sha256:B64", help="Accept only this server public key (repeatable).")
+@click.option("--crl", multiple=True, help="Refuse a server certificate revoked by this CRL (repeatable).")
 @_frames_option
 @_json_option
 @click.option("--reconnect", is_flag=True, help="Reconnect with backoff when the connection ends, resuming sessions.")
@@ -638,6 +639,7 @@ def connect_cmd(
     alpn: tuple[str, ...],
     insecure: bool,
     pin: tuple[str, ...],
+    crl: tuple[str, ...],
     frames: str | None,
     as_json: bool,
     reconnect: bool,
@@ -660,6 +662,7 @@ def connect_cmd(
         alpn=alpn,
         verify=not insecure,
         pins=pin,
+        crls=crl,
     )
     opts = ConnectOptions(
         host=host,

@@ -214,7 +214,7 @@ def check_revocation(
 def _crl_reason(entry: x509.RevokedCertificate) -> str | None:
     try:
         return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, *EXTENSION_ERRORS):
         return None
 
 
@@ -226,8 +226,8 @@ def _crl_defect(crl: x509.CertificateRevocationList, issuer: x509.Certificate, m
         number = crl.extensions.get_extension_for_class(x509.CRLNumber)
     except x509.ExtensionNotFound:
         return "it has no CRL number (RFC 5280 requires one)"
-    except ValueError as exc:
-        return f"it is malformed ({exc})"
+    except EXTENSION_ERRORS as exc:
+        return f"its extensions are malformed ({exc})"
     if number.critical:
         return "its CRL number extension is marked critical (RFC 5280 forbids it)"
     for extension in crl.extensions:

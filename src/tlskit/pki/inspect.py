@@ -168,6 +168,8 @@ def _general_name(name: x509.GeneralName) -> str:
 
 
 def _public_key_fields(public: Any) -> Summary:
+    if public is None:  # the key did not parse (limbo has such certificates); say so rather than fail
+        return {"key_type": "unreadable", "key_size": 0, "spki_pin": None}
     try:
         kind, size = key_description(public)
         pin: str | None = spki_pin(public)

@@ -72,6 +72,7 @@ class Code(enum.StrEnum):
     NO_SHARED_CIPHER = "no_shared_cipher"
     UNRECOGNIZED_NAME = "unrecognized_name"
     CONNECTION_CLOSED = "connection_closed"
+    TIMEOUT = "timeout"
     CA_CONSTRAINTS = "ca_constraints"
     PATH_LENGTH_EXCEEDED = "path_length_exceeded"
     NAME_CONSTRAINTS = "name_constraints"
@@ -147,6 +148,7 @@ def names_of(cert: x509.Certificate) -> list[str]:
 
 
 def when(moment: datetime) -> str:
+    """A moment as people read it in a message: ``2025-01-31 12:00 UTC``."""
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -229,6 +231,7 @@ _REASONS: dict[str, Code] = {
     "CA_MD_TOO_WEAK": Code.WEAK_SIGNATURE,
 }
 
+_CLOSED_FIX = "check the peer's log: it may require a client certificate, refuse the SNI name or not speak TLS"
 _REASON_TEXT: dict[Code, tuple[str, str]] = {
     Code.CLIENT_CERT_REQUIRED: (
         "the server requires a client certificate and none was sent",
@@ -258,28 +261,29 @@ _REASON_TEXT: dict[Code, tuple[str, str]] = {
         "the server has no certificate for the requested server name (SNI)",
         "connect with a name the server is configured for (--servername)",
     ),
-    Code.CONNECTION_CLOSED: (
-        "the peer closed the connection during the handshake",
-        "check the peer's log: it may require a client certificate, refuse the SNI name or not speak TLS",
-    ),
+    Code.CONNECTION_CLOSED: ("the peer closed the connection during the handshake", _CLOSED_FIX),
     Code.WEAK_KEY: ("a key in use is too small for OpenSSL's security level", "use EC P-256 or RSA-2048+ keys"),
     Code.WEAK_SIGNATURE: ("a certificate is signed with a weak digest (SHA-1 or MD5)", "reissue it with SHA-256"),
 }
 
 
 def explain_ssl_error(
-    exc: ssl.SSLError,
+    exc: BaseException,
     *,
     host: str | None = None,
     peer: Purpose = Purpose.SERVER,
     chain: Sequence[x509.Certificate] = (),
 ) -> Problem:
-    """Turn an OpenSSL error into one Problem.
+    """Turn an OpenSSL error (or a socket error during a handshake) into one Problem.
 
     ``peer`` is who was on the other side: ``Purpose.SERVER`` when this side is a client (the default),
     ``Purpose.CLIENT`` in a server's handshake-failure hook.  ``chain`` (the peer's certificates, if known)
     lets messages name the identities and dates of the certificate.
     """
+    if not isinstance(exc, ssl.SSLError):  # the socket failed under the handshake rather than TLS itself
+        if isinstance(exc, TimeoutError):
+            return Problem(Code.TIMEOUT, "the TLS handshake timed out", "check that the peer speaks TLS on this port")
+        return Problem(Code.CONNECTION_CLOSED, f"the connection failed during the handshake ({exc})", _CLOSED_FIX)
     verify_code = getattr(exc, "verify_code", None)
     if isinstance(exc, ssl.SSLCertVerificationError) and isinstance(verify_code, int):
         message = str(getattr(exc, "verify_message", "") or exc)

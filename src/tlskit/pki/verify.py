@@ -84,8 +84,8 @@ def _eku_validator(
 
 
 def _client_san(_policy: xv.Policy, cert: x509.Certificate, san: x509.SubjectAlternativeName | None) -> None:
-    # Client certificates often identify a person by CN alone, so a SAN is optional; when present, RFC 5280's
-    # criticality rule still applies.
+    # Client certificates often identify a person by CN alone, so a SAN is optional (cryptography's client
+    # verifier requires one); an empty one, or no identity at all, is still refused.
     if san is not None and not list(san):
         raise ValueError("subjectAltName is empty")
     if not cert.subject and san is None:
@@ -111,87 +111,40 @@ def _verifier(
     return builder.extension_policies(ca_policy=ca, ee_policy=ee).build_client_verifier()
 
 
-# cryptography's rejection messages -> (code, plain sentence, fix); the first matching fragment wins.
+_WEAK_KEY = ("a key in the chain is of a forbidden or too weak kind", "use EC P-256 or RSA-2048+ keys")
+_EKU = ("the certificate's extendedKeyUsage does not allow this purpose", "reissue it with the right profile")
+_NO_SAN = ("the certificate has no subjectAltName", "reissue it with the host names as SANs")
 _REJECTIONS: list[tuple[str, Code, str, str]] = [
-    (
-        "no matching subjectAltName",
-        Code.HOSTNAME_MISMATCH,
-        "the certificate is not valid for {host}",
-        "use a name it carries",
-    ),
-    ("has no subjectAltName", Code.NO_SAN, "the certificate has no subjectAltName", "reissue it with SANs"),
-    ("2.5.29.17: Certificate is missing", Code.NO_SAN, "the certificate has no subjectAltName", "reissue it with SANs"),
-    (
-        "not valid at validation time",
-        Code.EXPIRED,
-        "a certificate in the chain is outside its validity period",
-        "renew it, or check the clock",
-    ),
-    (
-        "name constraint",
-        Code.NAME_CONSTRAINTS,
-        "a CA's name constraints forbid the certificate's names",
-        "issue it from a CA allowed to certify those names",
-    ),
+    ("no matching subjectAltName", Code.HOSTNAME_MISMATCH, "the certificate is not valid for {host}",
+     "use a name it carries, or reissue it with {host} as a SAN"),
+    ("has no subjectAltName", Code.NO_SAN, *_NO_SAN),
+    ("2.5.29.17: Certificate is missing", Code.NO_SAN, *_NO_SAN),
+    ("not valid at validation time", Code.EXPIRED, "a certificate in the chain is outside its validity period",
+     "renew it, or check the clock"),
+    ("name constraint", Code.NAME_CONSTRAINTS, "a CA's name constraints forbid the certificate's names",
+     "issue it from a CA allowed to certify those names"),
     ("path length", Code.PATH_LENGTH_EXCEEDED, "a CA's path-length limit is exceeded", "issue from a CA higher up"),
     ("max depth", Code.PATH_LENGTH_EXCEEDED, "the chain is too long", "use a shorter CA hierarchy"),
-    (
-        "Exceeded maximum",
-        Code.TOO_COMPLEX,
-        "path building gave up: the chain or its name constraints are too complex",
-        "send only the certificates of the chain",
-    ),
-    (
-        "basicConstraints.cA must not",
-        Code.CA_CONSTRAINTS,
-        "a CA certificate is used as the end-entity certificate",
-        "issue a separate end-entity certificate",
-    ),
-    (
-        "basicConstraints",
-        Code.CA_CONSTRAINTS,
-        "an issuer in the chain is not a proper CA certificate",
-        "recreate the CA with tlskit ca init / ca intermediate",
-    ),
-    (
-        "keyCertSign",
-        Code.KEY_USAGE,
-        "a keyUsage is wrong for the certificate's role",
-        "reissue it with the right profile",
-    ),
-    (
-        "EKU",
-        Code.WRONG_PURPOSE,
-        "the certificate's extendedKeyUsage does not allow this purpose",
-        "reissue it with the right profile (server or client)",
-    ),
-    (
-        "extendedKeyUsage",
-        Code.WRONG_PURPOSE,
-        "the certificate's extendedKeyUsage does not allow this purpose",
-        "reissue it with the right profile (server or client)",
-    ),
-    (
-        "signature does not match",
-        Code.BAD_SIGNATURE,
-        "a signature in the chain does not verify",
-        "reissue the certificate from the CA in the chain",
-    ),
-    ("public key", Code.WEAK_KEY, "a key in the chain is of a forbidden or too weak kind", "use EC P-256 or RSA-2048+"),
-    ("RSA key", Code.WEAK_KEY, "a key in the chain is of a forbidden or too weak kind", "use EC P-256 or RSA-2048+"),
-    (
-        "signature algorithm",
-        Code.WEAK_SIGNATURE,
-        "a signature algorithm in the chain is forbidden",
-        "reissue it signed with SHA-256",
-    ),
-    (
-        "no interior errors",
-        Code.UNTRUSTED_ROOT,
-        "no path to a trusted root was found",
-        "trust the root CA (--ca) and give the intermediates (--chain)",
-    ),
-]
+    ("Exceeded maximum", Code.TOO_COMPLEX, "path building gave up: the chain or its name constraints are too "
+     "complex", "send only the certificates of the chain"),
+    ("basicConstraints.cA must not", Code.CA_CONSTRAINTS, "a CA certificate is used as the end-entity certificate",
+     "issue a separate end-entity certificate from that CA"),
+    ("basicConstraints", Code.CA_CONSTRAINTS, "an issuer in the chain is not a proper CA certificate",
+     "recreate the CA with tlskit ca init / ca intermediate"),
+    ("keyCertSign", Code.KEY_USAGE, "a keyUsage is wrong for the certificate's role",
+     "reissue it with the right profile"),
+    ("EKU", Code.WRONG_PURPOSE, *_EKU),
+    ("extendedKeyUsage", Code.WRONG_PURPOSE, *_EKU),
+    ("signature does not match", Code.BAD_SIGNATURE, "a signature in the chain does not verify",
+     "reissue the certificate from the CA in the chain"),
+    ("public key", Code.WEAK_KEY, *_WEAK_KEY),
+    ("RSA key", Code.WEAK_KEY, *_WEAK_KEY),
+    ("signature algorithm", Code.WEAK_SIGNATURE, "a signature algorithm in the chain is forbidden",
+     "reissue it signed with SHA-256"),
+    ("no interior errors", Code.UNTRUSTED_ROOT, "no path to a trusted root was found",
+     "trust the root CA (--ca) and give the intermediates (--chain)"),
+]  # fmt: skip
+"""cryptography's rejection messages (a fragment) -> (code, plain sentence, fix); the first match wins."""
 
 
 def _translate(exc: Exception, leaf: x509.Certificate, host: str | None) -> Problem:
@@ -206,7 +159,7 @@ def _translate(exc: Exception, leaf: x509.Certificate, host: str | None) -> Prob
                 if code is Code.HOSTNAME_MISMATCH
                 else ""
             )
-            return Problem(code, message.format(host=host) + extra + about, fix)
+            return Problem(code, message.format(host=host) + extra + about, fix.format(host=host))
     return Problem(
         Code.NONCONFORMING,
         f"the chain breaks RFC 5280 / CA/B Forum rules: {text}{about}",
@@ -417,6 +370,4 @@ def verify_files(
         intermediates += files.load_certificates(chain_path)
     roots = [cert for path in ca_paths for cert in files.load_certificates(path)] if ca_paths else system_roots()
     crls = [files.load_crl(path) for path in crl_paths]
-    if host:
-        parse_host(host)  # a bad --host is a usage error (exit 2), not a verification failure
     return verify_chain(leaf, roots=roots, intermediates=intermediates, host=host, purpose=purpose, crls=crls, at=at)

@@ -20,6 +20,7 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Concatenate, ParamSpec
 
 from ..errors import InputError, TlskitError
 from .records import Direction
@@ -36,6 +37,8 @@ __all__ = [
     "run_tap",
     "start_tap",
 ]
+
+P = ParamSpec("P")
 
 #: Read size and stream-reader limit: large enough that a bulk transfer costs few loop iterations.
 _CHUNK = 256 * 1024
@@ -94,7 +97,7 @@ class _Connection:
     def __init__(
         self,
         observer: ConnectionObserver,
-        writers: tuple[asyncio.StreamWriter, ...],
+        writers: list[asyncio.StreamWriter],
         *,
         on_output_error: Callable[[Exception], None],
     ) -> None:
@@ -105,12 +108,14 @@ class _Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
 
-    def _observe(self, call: Callable[[ConnectionObserver], object]) -> None:
-        """Run an observer call.  If the output fails (say stdout is a closed pipe), stop observing, keep relaying."""
+    def observe(
+        self, method: Callable[Concatenate[ConnectionObserver, P], object], *args: P.args, **kwargs: P.kwargs
+    ) -> None:
+        """Call an observer method; if the output fails (say a closed stdout pipe), stop observing, keep relaying."""
         if self.observer is None:
             return
         try:
-            call(self.observer)
+            method(self.observer, *args, **kwargs)
         except Exception as exc:  # the sink's failure must not become the relayed connection's failure
             self.observer = None
             self._on_output_error(exc)
@@ -122,7 +127,7 @@ class _Connection:
 
     def _fire(self) -> None:
         self._timer = None
-        self._observe(ConnectionObserver.tick)
+        self.observe(ConnectionObserver.tick)
         self._schedule()
 
     def abort(self, reason: str) -> None:
@@ -138,15 +143,14 @@ class _Connection:
         try:
             while data := await reader.read(_CHUNK):
                 writer.write(data)  # relay first, look second
-                self._observe(lambda o: o.data(direction, data))  # noqa: B023 - called right here, not later
+                self.observe(ConnectionObserver.data, direction, data)
                 if self._timer is None:
                     self._schedule()
                 await writer.drain()
         except OSError as exc:
             error = _os_error(exc)
             self.abort(f"{direction}: {error}")
-        reason = error or self.aborted
-        self._observe(lambda o: o.ended(direction, error=reason))
+        self.observe(ConnectionObserver.ended, direction, error=error or self.aborted)
         if not writer.is_closing() and writer.can_write_eof():
             with contextlib.suppress(OSError):
                 writer.write_eof()
@@ -159,7 +163,7 @@ class _Connection:
         for writer in self.writers:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-        self._observe(ConnectionObserver.closed)
+        self.observe(ConnectionObserver.closed)
 
 
 class TapServer:
@@ -213,22 +217,23 @@ class TapServer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         observer = ConnectionObserver(next(self._ids), self._sink, options=self._options)
-        observer.opened(client=_address(client_writer.get_extra_info("peername")), upstream=str(self.target))
-        try:
-            upstream_reader, upstream_writer = await asyncio.wait_for(
-                asyncio.open_connection(self.target.host, self.target.port, limit=_CHUNK),
-                self._options.connect_timeout,
-            )
-        except OSError as exc:  # TimeoutError included
-            timeout = f"no answer in {self._options.connect_timeout:g} s"
-            why = timeout if isinstance(exc, TimeoutError) else _os_error(exc)
-            observer.connect_failed(f"cannot connect to {self.target}: {why}")
-            client_writer.transport.abort()
-            observer.closed()
-            return
-        conn = _Connection(observer, (client_writer, upstream_writer), on_output_error=self._output_error)
+        conn = _Connection(observer, [client_writer], on_output_error=self._output_error)
         self._connections.add(conn)
+        client = _address(client_writer.get_extra_info("peername"))
+        conn.observe(ConnectionObserver.opened, client=client, upstream=str(self.target))
         try:
+            try:
+                upstream_reader, upstream_writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.target.host, self.target.port, limit=_CHUNK),
+                    self._options.connect_timeout,
+                )
+            except OSError as exc:  # TimeoutError included
+                timeout = f"no answer in {self._options.connect_timeout:g} s"
+                why = timeout if isinstance(exc, TimeoutError) else _os_error(exc)
+                conn.observe(ConnectionObserver.connect_failed, f"cannot connect to {self.target}: {why}")
+                client_writer.transport.abort()
+                return
+            conn.writers.append(upstream_writer)
             await asyncio.gather(
                 conn.pump(client_reader, upstream_writer, Direction.CLIENT_TO_SERVER),
                 conn.pump(upstream_reader, client_writer, Direction.SERVER_TO_CLIENT),

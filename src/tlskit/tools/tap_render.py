@@ -106,8 +106,11 @@ def describe(obs: Observation) -> tuple[str, list[str]]:
         case "certificate":
             return _certificates(f)
         case "server_key_exchange":
-            what = f"group {f['group']}" if f["group"] else f"{f['dh_bits']}-bit DH prime" if f["dh_bits"] else "?"
-            return f"ServerKeyExchange: {what}", []
+            if f["group"]:
+                return f"ServerKeyExchange: ECDHE group {f['group']}", []
+            if f["dh_bits"]:
+                return f"ServerKeyExchange: finite-field DHE, {f['dh_bits']}-bit prime", []
+            return f"ServerKeyExchange ({_plural(f['length'], 'byte')})", []
         case "handshake":
             return f"{f['message']} ({_plural(f['length'], 'byte')})", []
         case "change_cipher_spec":
