@@ -6,6 +6,7 @@ Everything here is plain functions over text or pids so the parsing can be smoke
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -100,10 +101,8 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     """Total user + system CPU time of live processes ``pids``."""
     total = 0.0
     for pid in pids:
-        try:
+        with contextlib.suppress(OSError):
             total += parse_stat_cpu(Path(f"/proc/{pid}/stat").read_text())
-        except OSError:
-            pass
     return total
 
 
@@ -209,10 +208,8 @@ class Proc:
         self._signal(signal.SIGKILL)  # leftover workers of this session, if any
 
     def _signal(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 class ProcessSet:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from results import GIB, HandshakeResult, Results
+from results import HandshakeResult, Results
 
 KINDS = ("tlskit", "tlskit-asyncio", "stdlib", "node")
 LABELS = {
@@ -27,9 +27,7 @@ class Row:
     met: bool | None
 
 
-def ratio_row(
-    metric: str, data: dict[str, float], *, fmt: str, limit: float, higher_is_better: bool = False
-) -> Row:
+def ratio_row(metric: str, data: dict[str, float], *, fmt: str, limit: float, higher_is_better: bool = False) -> Row:
     """A row whose target is ``tlskit / node <= limit`` (or ``>=`` when higher is better)."""
     values = {k: format(v, fmt) for k, v in data.items()}
     ratio = data["tlskit"] / data["node"] if "tlskit" in data and data.get("node") else None
@@ -63,9 +61,7 @@ def rows(r: Results) -> list[Row]:
         for key, s in r.scale.items():
             verdict = "pass" if s.passed else "FAIL"
             fresh = max(s.fresh_seconds) * 1000 if s.fresh_seconds else float("nan")
-            values[key] = (
-                f"{verdict}: {s.opened} open, RSS {s.after.rss_kib / 1024:.0f} MiB, new conn {fresh:.1f} ms"
-            )
+            values[key] = f"{verdict}: {s.opened} open, RSS {s.after.rss_kib / 1024:.0f} MiB, new conn {fresh:.1f} ms"
         tl = r.scale.get("tlskit")
         out.append(
             Row(
@@ -209,7 +205,10 @@ def _raw_sections(r: Results) -> list[str]:
         )
         lines.append("")
     if r.memory:
-        lines += ["Memory (KiB; after a 50-connection warm-up and a full GC, before vs after the idle connections):", ""]
+        lines += [
+            "Memory (KiB; after a 50-connection warm-up and a full GC, before vs after the idle connections):",
+            "",
+        ]
         lines += _table(
             ["server", "opened", "failed", "open s", "VmRSS before", "VmRSS after", "Pss before", "Pss after",
              "KiB/conn RSS", "KiB/conn Pss"],
@@ -277,7 +276,7 @@ def render(r: Results) -> str:
         "",
         "- Same certificate and key for every server: an EC P-256 leaf for localhost/127.0.0.1 issued by a fresh "
         "root made with `tlskit.pki.ca.CertificateAuthority` in a temporary directory. TLS 1.3 only; every client "
-        f"negotiates the same suite and group (table below).",
+        "negotiates the same suite and group (table below).",
         "- Each server is pinned to CPU 0 (`taskset -c 0`), every load generator to CPU 1 (`taskset -c 1`), and "
         "the orchestrator runs on CPU 1. Each phase starts fresh server processes.",
         "- Memory: VmRSS (`/proc/PID/status`) and Pss (`/proc/PID/smaps_rollup`) of the server before and after "

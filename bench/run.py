@@ -142,7 +142,9 @@ class Bench:
             raise RuntimeError(f"s_client could not verify the {key} server: {text[-400:]}")
         self.results.probes[key] = Probe(key, field("Protocol version"), field("Ciphersuite"), field("Server Temp Key"))
 
-    def idle_clients(self, port: int, total: int, processes: int, deadline: float) -> tuple[list[Proc], int, int, float]:
+    def idle_clients(
+        self, port: int, total: int, processes: int, deadline: float
+    ) -> tuple[list[Proc], int, int, float]:
         """Open ``total`` idle connections from ``processes`` client processes on the load CPU."""
         share = [total // processes + (1 if i < total % processes else 0) for i in range(processes)]
         clients = []
@@ -232,7 +234,7 @@ class Bench:
     def stream(self, port: int, size: int) -> tuple[int, float, str]:
         argv = pinned(
             [PYTHON, str(BENCH_DIR / "stream_client.py"), str(port), str(self.root), "--bytes", str(size),
-             "--deadline", "60"],
+             "--deadline", "30"],
             LOAD_CPU,
         )  # fmt: skip
         self.note_command("stream client", argv)
@@ -332,6 +334,7 @@ class Bench:
 
 
 PHASES = ("memory", "handshake", "stream", "scale", "workers")
+QUICK = {"idle": 200, "scale": 1000, "fresh": 2, "seconds": 2, "stream_mib": 64}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -343,20 +346,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fresh", type=int, default=5, help="fresh handshakes timed at full scale")
     parser.add_argument("--seconds", type=int, default=8, help="s_time duration per server")
     parser.add_argument("--s-time-procs", type=int, default=4, help="concurrent s_time processes")
-    parser.add_argument("--stream-mib", type=int, default=512, help="MiB echoed per server")
+    parser.add_argument("--stream-mib", type=int, default=1024, help="MiB echoed per server")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     parser.add_argument("--servers", nargs="+", choices=("tlskit", "tlskit-asyncio", "stdlib", "node"),
                         default=["tlskit", "tlskit-asyncio", "stdlib", "node"])  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.idle, args.scale, args.fresh, args.seconds, args.stream_mib = 200, 1000, 2, 2, 64
+    if args.quick:  # smaller defaults; options given explicitly still win
+        for name, value in QUICK.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    out: Path = args.out or (Path(tempfile.gettempdir()) / "tlskit-bench-quick.md" if args.quick else ROOT / "docs" / "benchmarks.md")
+    out: Path = args.out or (
+        Path(tempfile.gettempdir()) / "tlskit-bench-quick.md" if args.quick else ROOT / "docs" / "benchmarks.md"
+    )
     raise_nofile()
     # The orchestrator itself stays off the server CPU; taskset re-pins every child explicitly.
     os.sched_setaffinity(0, {int(LOAD_CPU)})
@@ -385,7 +392,7 @@ def _uvloop_version() -> str:
         import uvloop
     except ImportError:
         return "not installed"
-    return str(uvloop.__version__)
+    return str(getattr(uvloop, "__version__", "?"))
 
 
 def _tlskit_version() -> str:

@@ -11,6 +11,7 @@ pipe stays full both ways without two threads touching one SSL object.  Writes o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import selectors
 import socket
 import ssl
@@ -41,11 +42,9 @@ def stream(port: int, cafile: str, total: int, chunk_size: int, deadline: float)
                 writing = False
             for _key, events in sel.select(5.0):
                 if events & selectors.EVENT_WRITE and sent < total:
-                    try:
-                        # Same buffer on a retry after SSLWantWriteError, as OpenSSL requires.
+                    # Same buffer on a retry after SSLWantWriteError, as OpenSSL requires.
+                    with contextlib.suppress(ssl.SSLWantWriteError, ssl.SSLWantReadError):
                         sent += tls.send(chunk if total - sent >= len(chunk) else chunk[: total - sent])
-                    except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                        pass
                 if events & selectors.EVENT_READ:
                     while True:
                         try:
@@ -56,7 +55,8 @@ def stream(port: int, cafile: str, total: int, chunk_size: int, deadline: float)
                             raise ConnectionError("server closed the connection")
                         received += n
         elapsed = time.perf_counter() - start
-        protocol = f"{tls.version()} {tls.cipher()[0] if tls.cipher() else '?'}"
+        cipher = tls.cipher()
+        protocol = f"{tls.version()} {cipher[0] if cipher else '?'}"
     finally:
         sel.close()
         tls.close()

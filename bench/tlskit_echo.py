@@ -17,8 +17,8 @@ import ssl
 import sys
 from typing import Any
 
-import tlskit
-from tlskit.net.server import run
+from tlskit.net.context import server_context
+from tlskit.net.server import run, start_server
 
 
 async def tlskit_echo(conn: Any) -> None:
@@ -52,7 +52,7 @@ async def control(on_stdin_closed: asyncio.Event) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    context = tlskit.server_context(cert=args.cert, key=args.key, min_version="1.3")
+    context = server_context(cert=args.cert, key=args.key, min_version="1.3")
     stop = asyncio.Event()
     if args.impl == "stdlib":
         # The stdlib transport logs every abrupt peer (s_time closes without close_notify); Node and tlskit
@@ -64,9 +64,7 @@ async def main(args: argparse.Namespace) -> None:
         await control(stop)
         server.close()
         return
-    tserver = await tlskit.start_server(
-        tlskit_echo, "127.0.0.1", 0, context=context, workers=args.workers, backlog=4096
-    )
+    tserver = await start_server(tlskit_echo, "127.0.0.1", 0, context=context, workers=args.workers, backlog=4096)
     print(f"READY {tserver.port}", flush=True)
     await control(stop)
     await tserver.close(deadline=1.0)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -85,7 +86,7 @@ class DemoReport:
 
 
 class _Show:
-    """Narration: numbered scene titles and ``side  text`` lines."""
+    """Narration: numbered scene titles and ``side  text`` lines (wrapped text stays in its column)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -95,7 +96,11 @@ class _Show:
         self.console.print(Text(text, style="bold underline"))
 
     def line(self, side: str, text: str, style: str = "") -> None:
-        self.console.print(Text.assemble((f"  {side:<7}", _STYLES.get(side, "bold")), (text, style)))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=8, no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row(Text(f"  {side}", style=_STYLES.get(side, "bold")), Text(text, style=style))
+        self.console.print(grid)
 
 
 def _who(conn: TLSConnection) -> str:
@@ -125,8 +130,8 @@ def _make_pki(directory: Path, show: _Show) -> _Files:
     client = intermediate.issue([CLIENT_NAME], profile=Profile.CLIENT).write(directory / "client")
     tree = Tree(Text("tlskit demo Root CA", style="bold"), guide_style="dim")
     branch = tree.add(Text("tlskit demo Intermediate CA", style="bold"))
-    branch.add(f"server certificate: {SERVER_NAME}, {HOST} (serverAuth)  -> {server[0].name}, {server[1].name}")
-    branch.add(f"client certificate: {CLIENT_NAME} (clientAuth)  -> {client[0].name}, {client[1].name}")
+    branch.add(f"server: {SERVER_NAME}, {HOST} (serverAuth)  {server[0].name} + {server[1].name}")
+    branch.add(f"client: {CLIENT_NAME} (clientAuth)  {client[0].name} + {client[1].name}")
     show.console.print(tree)
     return _Files(root=directory / "root" / "ca.pem", server=server, client=client)
 
@@ -177,7 +182,7 @@ class _PushServer:
 
 
 async def _push_and_reconnect(files: _Files, server: _PushServer, port: int, show: _Show, report: DemoReport) -> None:
-    show.title(f'2. Mutual TLS: the server pushes {{"seq": n}} every {INTERVAL * 1000:.0f} ms to a reconnecting client')
+    show.title(f"2. Mutual TLS: JSON pushed every {INTERVAL * 1000:.0f} ms to a reconnecting client")
     show.line("server", f"listening on {HOST}:{port}, client certificates required")
     context = client_context(ca=files.root, cert=files.client[0], key=files.client[1])
     client = ReconnectingClient(HOST, port, context=context, server_name=SERVER_NAME, initial_backoff=0.05)
@@ -201,6 +206,7 @@ async def _push_and_reconnect(files: _Files, server: _PushServer, port: int, sho
                     break
         except (ConnectionError, TLSError, FrameError) as exc:
             show.line("client", f"connection failed: {exc}", "yellow")
+        await conn.close(timeout=1.0)  # our side too: the client reconnects once this connection is closed
         if len(report.sequence) >= TOTAL:
             await client.stop()
             break
@@ -254,15 +260,42 @@ async def _refused_client(files: _Files, server: _PushServer, port: int, show: _
 # --- scene 4 ---------------------------------------------------------------------------------------------
 
 
-def _tap_scene(console: Console, report: DemoReport) -> None:
+# What the tap scene shows: the plaintext itself, the handshake headlines and the encrypted sizes, the verdict.
+_TAP_EVENTS = frozenset({"plaintext", "client_hello", "server_hello", "certificate", "application_data", "verdict"})
+
+
+def _tap_sink(show: _Show) -> Callable[[Any], None]:
+    from .tools.tap_render import describe
+
+    def sink(obs: Any) -> None:
+        if obs.event not in _TAP_EVENTS:
+            return
+        head, _ = describe(obs)
+        where = f"{obs.direction.value}: " if obs.direction else ""
+        style = "bold red" if obs.fields.get("readable") or obs.event == "plaintext" else ""
+        show.line("tap", where + head, style or ("bold green" if obs.event == "verdict" else ""))
+        text = obs.fields.get("text") if obs.event == "plaintext" else None
+        for line in (text or "").splitlines():
+            show.line("", line, "red" if "password" in line else "dim")
+
+    return sink
+
+
+async def _tap_scenes(show: _Show, report: DemoReport) -> None:
     try:
-        from .tools.tap_demo import tap_scene
+        from .tools.tap_demo import run_tap_scene
     except ImportError:
         return  # the tap tools are optional for the demo
-    console.print()
-    console.print(Text("4. What an eavesdropper on the path sees: one login, over plaintext and over TLS",
-                       style="bold underline"))  # fmt: skip
-    scene = tap_scene(console=console)
+    steps = iter("ab")
+
+    def step(title: str) -> None:
+        # The scene numbers its two halves itself ("1. ..."); shown here as 4a and 4b.
+        show.title(f"4{next(steps, '')}. {title.split('. ', 1)[-1]}")
+
+    scene = await run_tap_scene(sink=_tap_sink(show), on_step=step)
+    for run in (scene.plaintext, scene.tls):
+        found = "SAW the password" if run.leaked else "did not see the password"
+        show.line("tap", f"{run.transport}: the eavesdropper {found}", "bold red" if run.leaked else "bold green")
     report.tap_leaked_plaintext = scene.plaintext.leaked
     report.tap_leaked_tls = scene.tls.leaked
 
@@ -270,7 +303,7 @@ def _tap_scene(console: Console, report: DemoReport) -> None:
 # --- running ---------------------------------------------------------------------------------------------
 
 
-async def _network_scenes(directory: Path, show: _Show, report: DemoReport) -> None:
+async def _network_scenes(directory: Path, show: _Show, report: DemoReport, *, tap: bool) -> None:
     files = _make_pki(directory, show)
     push = _PushServer(show, report)
     context = server_context(cert=files.server[0], key=files.server[1], ca=files.root, client_auth=ClientAuth.REQUIRED)
@@ -281,6 +314,9 @@ async def _network_scenes(directory: Path, show: _Show, report: DemoReport) -> N
             await _refused_client(files, push, server.port, show, report)
     finally:
         await server.close(deadline=1.0)
+    if tap:
+        async with asyncio.timeout(TIMEOUT):
+            await _tap_scenes(show, report)
 
 
 def run_scenes(console: Console, *, tap: bool = True) -> DemoReport:
@@ -294,9 +330,7 @@ def run_scenes(console: Console, *, tap: bool = True) -> DemoReport:
     logging.getLogger("tlskit").addHandler(logging.NullHandler())
     with tempfile.TemporaryDirectory(prefix="tlskit-demo-") as tmp:
         report.directory = tmp
-        run(_network_scenes(Path(tmp), show, report))
-    if tap:
-        _tap_scene(console, report)
+        run(_network_scenes(Path(tmp), show, report, tap=tap))
     return report
 
 
@@ -304,12 +338,11 @@ def run_demo(*, console: Console | None = None, tap: bool = True) -> int:
     """``tlskit demo``: run the scenes, print a verdict; 0 if every scene showed what it should, else 1."""
     console = console or Console(highlight=False)
     started = time.monotonic()
-    console.print(Text("tlskit demo: a CA, mutual TLS with JSON messages, a reconnect, a refused client, a tap",
-                       style="bold"))  # fmt: skip
+    console.print(Text("tlskit demo: a CA, mutual TLS, JSON messages, a reconnect, a refused client", style="bold"))
     try:
         report = run_scenes(console, tap=tap)
     except (TLSError, OSError, ssl.SSLError, TimeoutError) as exc:
-        console.print(Text(f"demo failed: {exc}", style="bold red"))
+        console.print(Text(f"demo failed: {exc or type(exc).__name__}", style="bold red"))
         return 1
     console.print()
     elapsed = time.monotonic() - started

@@ -498,6 +498,7 @@ async def connect_async(opts: ConnectOptions, context: ssl.SSLContext) -> int:
                 await _session(conn, stdin, opts.framing, half_close=False)
             except (TLSError, FrameError, ConnectionError) as exc:
                 _echo("connect", f"connection lost: {exc}")
+            await conn.close(timeout=2.0)  # the client reconnects once this one is closed on our side too
             _echo("connect", "disconnected; reconnecting")
         return EXIT_OK
 

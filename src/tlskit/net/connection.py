@@ -374,10 +374,10 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         assert transport is not None
         try:
             if len(data) <= SLICE:
-                self.send(data)
+                self.encrypt(data)
                 transport.write(self._bio_out.read())
             else:
-                transport.writelines(self.send_pieces(data))
+                transport.writelines(self.encrypt_pieces(data))
         except ssl.SSLError as exc:
             self._fail(exc)
             error = self._error

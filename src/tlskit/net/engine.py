@@ -35,6 +35,9 @@ SLICE = 16 * 1024 + 256
 _READ_SIZE = 16 * 1024
 """A TLS record carries at most 16 KiB of plaintext, so one ``SSL_read`` never returns more."""
 
+# ssl.SSLContext.verify_mode converts to an enum on every access; handshakes read the raw int instead.
+_raw_verify_mode = getattr(ssl, "_ssl")._SSLContext.verify_mode.__get__  # noqa: B009
+_CERT_NONE, _CERT_REQUIRED = int(ssl.CERT_NONE), int(ssl.CERT_REQUIRED)
 _SSLWantRead = ssl.SSLWantReadError
 _SSLZeroReturn = ssl.SSLZeroReturnError
 
@@ -55,7 +58,7 @@ class TLSEngine:
     """One TLS connection's state machine over two memory BIOs.
 
     Drive it with :meth:`start` (client side: returns nothing, the ClientHello waits in :meth:`data_to_send`),
-    :meth:`receive` (ciphertext in, plaintext chunks out), :meth:`send` (plaintext in) and
+    :meth:`receive` (ciphertext in, plaintext chunks out), :meth:`encrypt` (plaintext in) and
     :meth:`close_notify`; after each call, send whatever :meth:`data_to_send` returns.
     """
 
@@ -148,7 +151,7 @@ class TLSEngine:
         self._handshake_finished()
         return True
 
-    def send(self, data: bytes | memoryview) -> None:
+    def encrypt(self, data: bytes | memoryview) -> None:
         """Encrypt application data; the records wait in :meth:`data_to_send`."""
         if self._state is not _OPEN:
             raise ConnectionResetError("the TLS connection is closed")
@@ -160,7 +163,7 @@ class TLSEngine:
         for start in range(0, len(view), SLICE):
             write(view[start : start + SLICE])
 
-    def send_pieces(self, data: bytes | memoryview) -> list[bytes]:
+    def encrypt_pieces(self, data: bytes | memoryview) -> list[bytes]:
         """Encrypt ``data`` and return its ciphertext in pieces, draining the BIO after every slice.
 
         Large writes go through here so the outgoing BIO never grows past one slice.
@@ -231,12 +234,13 @@ class TLSEngine:
         ctx = self._base_context
         sslobj = self._ssl
         error: str | None = None
+        verify_mode = _raw_verify_mode(ctx)
         if sslobj.server_side:
-            if ctx.verify_mode == ssl.CERT_NONE:
+            if verify_mode == _CERT_NONE:
                 error = "client certificate not requested (client authentication is off)"
             elif sslobj.getpeercert(True) is None:
                 error = "no client certificate offered"
-        elif ctx.verify_mode == ssl.CERT_NONE:
+        elif verify_mode == _CERT_NONE:
             # Not verified during the handshake: verify now, only to say why it would have failed.
             error = explain_verification(
                 ctx, chain_der(sslobj, verified=False), hostname=sslobj.server_hostname, client_cert=False
@@ -257,6 +261,11 @@ class TLSEngine:
     def authorization_error(self) -> str | None:
         """Why :attr:`authorized` is False (None when it is True)."""
         return self._auth_error
+
+    @property
+    def client_auth_required(self) -> bool:
+        """Server side: the context demands a valid client certificate (ClientAuth.REQUIRED)."""
+        return bool(self._ssl.server_side) and _raw_verify_mode(self._base_context) == _CERT_REQUIRED
 
     @property
     def protocol(self) -> str | None:

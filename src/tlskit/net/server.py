@@ -168,7 +168,7 @@ class Server:
 
     def tls_handshake_done(self, conn: TLSConnection) -> None:
         self._handshaking.pop(conn, None)
-        if not conn.authorized and conn.context.verify_mode == ssl.CERT_REQUIRED:
+        if not conn.authorized and conn.client_auth_required:
             # OpenSSL accepted the certificate but the peer policy (pins, allow-list) did not.
             error = TLSError(f"client not authorized: {conn.authorization_error}", code="unauthorized")
             self._report(error, conn)
@@ -209,7 +209,11 @@ class Server:
                 log.exception("on_tls_error hook failed")
 
     def _handler_done(self, conn: TLSConnection, task: asyncio.Task[Any]) -> None:
+        conn._task = None
+        conn.start_close()
         exc = None if task.cancelled() else task.exception()
+        if exc is None:
+            return
         peer = format_peer(conn.remote_address)
         if isinstance(exc, FrameError):
             log.warning("%s: closing connection: %s", peer, exc)
@@ -217,10 +221,8 @@ class Server:
             log.warning("%s: TLS error: %s", peer, exc)
         elif isinstance(exc, ConnectionError):
             log.info("%s: connection lost: %s", peer, exc)
-        elif exc is not None:
+        else:
             log.error("%s: handler raised %s", peer, type(exc).__name__, exc_info=exc)
-        conn._task = None
-        conn.start_close()
 
     # -- timeouts --------------------------------------------------------------------------------------------
 

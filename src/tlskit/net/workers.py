@@ -1,0 +1,273 @@
+"""``start_server(..., workers=N)``: N forked processes accepting on one port, supervised by the parent.
+
+Design:
+
+- The parent binds a placeholder socket with ``SO_REUSEPORT`` (bound, never listening) to reserve the port and
+  learn it when ``port=0``; it accepts nothing itself.
+- Workers are forked from the parent after the ``SSLContext`` was built, so they share OpenSSL's session
+  ticket keys (they live in the ``SSL_CTX``): a ticket issued by one worker resumes on any other.
+- Each worker opens its own listening socket on the port with ``SO_REUSEPORT``; the kernel spreads new
+  connections over the workers (no shared accept queue, no thundering herd), which is what lets handshake
+  throughput scale with cores.
+- A forked child leaves the parent's event loop alone (its epoll instance is shared with the parent), clears
+  the inherited signal wake-up fd and runs a fresh loop of the same kind (uvloop or asyncio).
+- Supervision: the parent watches every worker through a pidfd; a worker that dies unexpectedly is logged
+  and replaced, unless workers keep dying (then it is only reported).  Each worker has a control pipe: the
+  parent writes a shutdown deadline into it; EOF (the parent died) also shuts the worker down.  SIGTERM sent
+  to a worker directly shuts it down gracefully too; SIGINT is ignored by workers so Ctrl-C in a terminal
+  reaches only the parent, which shuts everything down in order.
+- ``reload(context)`` is a rolling restart: a worker with the new context starts, then an old one retires
+  gracefully.  Connections still in a retiring worker's accept queue when it closes its listener are reset
+  by Linux (unless ``net.ipv4.tcp_migrate_req=1``), so reload single-process servers when that matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["WorkerPool"]
+
+log = logging.getLogger("tlskit.server")
+
+_DEFAULT_DEADLINE = 10.0
+_CRASH_WINDOW = 10.0  # seconds
+_CRASH_LIMIT = 5  # unexpected exits within the window before the parent stops replacing workers
+
+
+@dataclass
+class _Worker:
+    pid: int
+    control: int  # write end of the worker's control pipe
+    pidfd: int | None
+    retiring: bool = False
+
+
+@dataclass
+class WorkerPool:
+    """The parent's view of its workers (created by :meth:`start`)."""
+
+    server: Server
+    host: str | None
+    port: int
+    backlog: int
+    sockets: list[socket.socket]
+    loop: asyncio.AbstractEventLoop
+    workers: dict[int, _Worker] = field(default_factory=dict)
+    closing: bool = False
+    crashes: list[float] = field(default_factory=list)
+    _all_gone: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def start(cls, server: Server, host: str | None, port: int, *, count: int, backlog: int) -> WorkerPool:
+        if not hasattr(socket, "SO_REUSEPORT"):
+            raise InputError("workers > 1 needs SO_REUSEPORT, which this platform lacks", fix="use workers=1")
+        loop = asyncio.get_running_loop()
+        sockets = await _placeholders(loop, host, port)
+        pool = cls(server, host, sockets[0].getsockname()[1], backlog, sockets, loop)
+        for _ in range(count):
+            pool._spawn()
+        return pool
+
+    @property
+    def pids(self) -> list[int]:
+        return [pid for pid, w in self.workers.items() if not w.retiring]
+
+    # -- spawning --------------------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(write_end)
+            self._child(read_end)
+        os.close(read_end)
+        try:
+            pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        worker = _Worker(pid, write_end, pidfd)
+        self.workers[pid] = worker
+        if pidfd is not None:
+            self.loop.add_reader(pidfd, self._reap, worker)
+        else:
+            self.loop.call_later(0.5, self._poll, worker)
+        log.info("started worker %d on port %d", pid, self.port)
+
+    def _child(self, control: int) -> NoReturn:
+        """The worker process: never returns."""
+        status = 1
+        try:
+            # The parent's loop is running in this (copied) thread; forget it without touching it.
+            asyncio.events._set_running_loop(None)
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for w in self.workers.values():
+                os.close(w.control)
+                if w.pidfd is not None:
+                    os.close(w.pidfd)
+            for s in self.sockets:
+                s.close()
+            loop = type(self.loop)()
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self._worker_main(control))
+            status = 0
+        except BaseException:
+            log.exception("worker %d failed", os.getpid())
+        finally:
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(status)
+
+    async def _worker_main(self, control: int) -> None:
+        from .server import Server
+
+        parent = self.server
+        server = Server(
+            parent._handler,
+            context=parent._context,
+            handshake_timeout=parent._handshake_timeout,
+            max_connections=parent._max_connections,
+            idle_timeout=parent._idle_timeout,
+            on_tls_error=parent._on_tls_error,
+        )
+        await server._listen(self.host, self.port, backlog=self.backlog, reuse_port=True)
+        loop = asyncio.get_running_loop()
+
+        def stop(deadline: float = _DEFAULT_DEADLINE) -> None:
+            loop.remove_reader(control)
+            loop.create_task(server.close(deadline=deadline))
+
+        def on_control() -> None:
+            data = os.read(control, 64)
+            try:
+                deadline = float(data.decode().strip() or _DEFAULT_DEADLINE)
+            except ValueError:
+                deadline = _DEFAULT_DEADLINE
+            stop(deadline)  # a deadline, or EOF: the parent is gone
+
+        loop.add_reader(control, on_control)
+        loop.add_signal_handler(signal.SIGTERM, stop)
+        await server.wait_closed()
+
+    # -- supervision -----------------------------------------------------------------------------------------
+
+    def _poll(self, worker: _Worker) -> None:
+        if worker.pid not in self.workers:
+            return
+        pid, status = os.waitpid(worker.pid, os.WNOHANG)
+        if pid == 0:
+            self.loop.call_later(0.5, self._poll, worker)
+            return
+        self._exited(worker, status)
+
+    def _reap(self, worker: _Worker) -> None:
+        assert worker.pidfd is not None
+        self.loop.remove_reader(worker.pidfd)
+        os.close(worker.pidfd)
+        worker.pidfd = None
+        _, status = os.waitpid(worker.pid, 0)
+        self._exited(worker, status)
+
+    def _exited(self, worker: _Worker, status: int) -> None:
+        self.workers.pop(worker.pid, None)
+        os.close(worker.control)
+        code = os.waitstatus_to_exitcode(status)
+        if self.closing or worker.retiring:
+            log.info("worker %d exited (%s)", worker.pid, _describe(code))
+        else:
+            now = time.monotonic()
+            self.crashes = [t for t in self.crashes if now - t < _CRASH_WINDOW] + [now]
+            if len(self.crashes) > _CRASH_LIMIT:
+                log.error(
+                    "worker %d died (%s); %d deaths in %g s: not starting another",
+                    worker.pid, _describe(code), len(self.crashes), _CRASH_WINDOW,
+                )  # fmt: skip
+            else:
+                log.warning("worker %d died (%s); starting a new one", worker.pid, _describe(code))
+                self._spawn()
+        if not self.workers:
+            self._all_gone.set()
+
+    def _retire(self, worker: _Worker, deadline: float) -> None:
+        worker.retiring = True
+        try:
+            os.write(worker.control, f"{deadline}\n".encode())
+        except OSError:
+            pass  # already gone; the pidfd reports it
+
+    def reload(self, context: ssl.SSLContext) -> None:
+        """Rolling restart: each old worker is replaced by one forked with ``context``."""
+        old = [w for w in self.workers.values() if not w.retiring]
+        for worker in old:
+            self._spawn()
+            self._retire(worker, _DEFAULT_DEADLINE)
+
+    async def close(self, *, deadline: float) -> None:
+        """Tell every worker to close within ``deadline``; kill those still running a little later."""
+        self.closing = True
+        for worker in list(self.workers.values()):
+            self._retire(worker, deadline)
+        if self.workers:
+            try:
+                await asyncio.wait_for(self._all_gone.wait(), deadline + 2.0)
+            except TimeoutError:
+                for worker in list(self.workers.values()):
+                    log.warning("worker %d did not stop in time: killing it", worker.pid)
+                    os.kill(worker.pid, signal.SIGKILL)
+                    if worker.pidfd is not None:
+                        self.loop.remove_reader(worker.pidfd)
+                        os.close(worker.pidfd)
+                        worker.pidfd = None
+                    self._exited(worker, os.waitpid(worker.pid, 0)[1])
+        for s in self.sockets:
+            s.close()
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+async def _placeholders(loop: asyncio.AbstractEventLoop, host: str | None, port: int) -> list[socket.socket]:
+    """Bound, non-listening SO_REUSEPORT sockets holding the port for every address of ``host``."""
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    seen: set[tuple[int, Any]] = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address[0]) in seen:
+                continue
+            seen.add((family, address[0]))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+    except OSError as exc:
+        for s in sockets:
+            s.close()
+        raise InputError(f"cannot listen on {host or '*'}:{port}: {exc.strerror}", fix="pick another port") from exc
+    return sockets
