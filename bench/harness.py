@@ -52,14 +52,19 @@ def parse_ready(line: str) -> int:
     return int(match.group(1))
 
 
-def parse_stat_cpu(stat: str) -> float:
-    """utime + stime in seconds from a ``/proc/PID/stat`` line.
+def parse_stat_times(stat: str) -> tuple[float, float]:
+    """(utime, stime) in seconds from a ``/proc/PID/stat`` line.
 
     The command name (field 2) is in parentheses and may contain spaces or parentheses, so fields are counted
     from the last ``)``: utime and stime are fields 14 and 15 of the line.
     """
     rest = stat[stat.rindex(")") + 2 :].split()
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
+
+
+def parse_stat_cpu(stat: str) -> float:
+    """utime + stime in seconds from a ``/proc/PID/stat`` line."""
+    return sum(parse_stat_times(stat))
 
 
 def parse_stat_ppid(stat: str) -> int:
@@ -97,13 +102,34 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a live process; (0, 0) if it is gone."""
+    try:
+        return parse_stat_times(Path(f"/proc/{pid}/stat").read_text())
+    except OSError:
+        return 0.0, 0.0
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """Total user + system CPU time of live processes ``pids``."""
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            total += parse_stat_cpu(Path(f"/proc/{pid}/stat").read_text())
-    return total
+    return sum(sum(cpu_times(pid)) for pid in pids)
+
+
+def parse_proc_stat_busy(stat: str) -> float:
+    """Busy CPU seconds of the whole machine from /proc/stat: everything but idle and iowait (steal included)."""
+    fields = [int(x) for x in stat.splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    return parse_proc_stat_busy(Path("/proc/stat").read_text())
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of every child it has reaped (their descendants included)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 @dataclass(frozen=True)
@@ -272,6 +298,19 @@ def _first_line(argv: Sequence[str]) -> str:
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else "?"
 
 
+def _compiler_flags() -> str:
+    """The optimisation and hardening flags the system libcrypto was built with (``openssl version -a``)."""
+    try:
+        out = subprocess.run(["openssl", "version", "-a"], capture_output=True, text=True, timeout=10, check=False)
+    except OSError as exc:
+        return f"unavailable ({exc})"
+    match = re.search(r"^compiler: (.+)$", out.stdout, re.MULTILINE)
+    if match is None:
+        return "?"
+    flags = [f for f in match.group(1).split() if re.match(r"-O\d|-f(zero-call|stack-protector|cf-)|-D_FORTIFY", f)]
+    return " ".join(flags) or "?"
+
+
 def machine_facts(extra: dict[str, str] | None = None) -> dict[str, str]:
     """CPU, memory, kernel and tool versions, for the report."""
     cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -280,12 +319,13 @@ def machine_facts(extra: dict[str, str] | None = None) -> dict[str, str]:
     import ssl
 
     facts = {
-        "CPU": f"{model.group(1) if model else '?'} x {os.cpu_count()} (online: {sorted(os.sched_getaffinity(0))})",
+        "CPU": f"{model.group(1) if model else '?'} x {os.cpu_count()}",
         "Memory": f"{parse_kib(meminfo, 'MemTotal') // 1024} MiB",
         "Kernel": platform.release(),
         "Python": f"{platform.python_version()} ({ssl.OPENSSL_VERSION})",
         "Node": _first_line(["node", "-p", "process.version + ' (OpenSSL ' + process.versions.openssl + ')'"]),
         "openssl CLI": _first_line(["openssl", "version"]),
+        "system OpenSSL build": _compiler_flags(),
         "RLIMIT_NOFILE (hard)": str(nofile_limit()),
     }
     facts.update(extra or {})

@@ -56,13 +56,39 @@ class HandshakeResult:
     processes: int
     handshakes: int
     wall_seconds: float
-    server_cpu_seconds: float
+    server_user_seconds: float
+    server_sys_seconds: float
     client_cpu_seconds: float
     per_process_cpu: tuple[float, ...] = ()  # with workers: CPU seconds of each server process
 
     @property
+    def server_cpu_seconds(self) -> float:
+        return self.server_user_seconds + self.server_sys_seconds
+
+    @property
     def cpu_per_handshake_us(self) -> float:
         return self.server_cpu_seconds / self.handshakes * 1e6
+
+    @property
+    def user_per_handshake_us(self) -> float:
+        return self.server_user_seconds / self.handshakes * 1e6
+
+    @property
+    def sys_per_handshake_us(self) -> float:
+        return self.server_sys_seconds / self.handshakes * 1e6
+
+    def __add__(self, other: HandshakeResult) -> HandshakeResult:
+        """Two rounds of the same server, counted together."""
+        return HandshakeResult(
+            self.kind,
+            self.processes,
+            self.handshakes + other.handshakes,
+            self.wall_seconds + other.wall_seconds,
+            self.server_user_seconds + other.server_user_seconds,
+            self.server_sys_seconds + other.server_sys_seconds,
+            self.client_cpu_seconds + other.client_cpu_seconds,
+            tuple(a + b for a, b in zip(self.per_process_cpu, other.per_process_cpu, strict=False)),
+        )
 
     @property
     def rate(self) -> float:
@@ -131,4 +157,6 @@ class Results:
     scale: dict[str, ScaleResult] = field(default_factory=dict)
     workers: dict[int, HandshakeResult] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    foreign: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per phase: (wall seconds, CPU seconds used on the machine by processes the bench did not start)."""
     total_seconds: float = 0.0

@@ -21,6 +21,7 @@ import datetime as dt
 import os
 import re
 import resource
+import socket
 import ssl
 import subprocess
 import sys
@@ -38,9 +39,12 @@ from harness import (
     Proc,
     ProcessSet,
     cpu_seconds,
+    cpu_times,
     descendants,
+    machine_busy_seconds,
     machine_facts,
     memory,
+    own_cpu_seconds,
     parse_ready,
     parse_s_time,
     pinned,
@@ -56,6 +60,8 @@ LOAD_CPU = "1"
 ALL_CPUS = "0,1"
 TLS13_SUITE = "TLS_AES_256_GCM_SHA384"  # what every client here negotiates: OpenSSL's and Node's first choice
 MIB = 1024 * 1024
+SERVERS = ("tlskit", "tlskit-asyncio", "stdlib", "node")
+OPENSSL = "openssl"  # openssl s_server: a C reference for handshake CPU only
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -110,12 +116,36 @@ class Bench:
     # -- servers ---------------------------------------------------------------------------------------------
 
     def start_server(self, key: str, cpus: str, extra: Sequence[str] = ()) -> tuple[Proc, int]:
+        if key == OPENSSL:
+            return self.start_s_server(cpus)
         kind = self.kinds[key]
         argv = pinned([*kind.argv, *extra], cpus)
         self.note_command(f"server {key}{' ' + ' '.join(extra) if extra else ''}", argv)
         proc = self.procs.spawn(key, argv)
         port = parse_ready(proc.expect("READY", timeout=20))
         return proc, port
+
+    def start_s_server(self, cpus: str) -> tuple[Proc, int]:
+        """``openssl s_server`` (C, the system libssl that Python uses): a reference for handshake CPU only."""
+        with socket.socket() as probe:  # s_server cannot report an OS-picked port; take a free one
+            probe.bind((HOST, 0))
+            port = probe.getsockname()[1]
+        argv = pinned(
+            ["openssl", "s_server", "-accept", f"{HOST}:{port}", "-cert", str(self.cert), "-key", str(self.key),
+             "-tls1_3", "-quiet"],
+            cpus,
+        )  # fmt: skip
+        self.note_command("server openssl", argv)
+        proc = self.procs.spawn(OPENSSL, argv)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                return proc, port
+            except OSError:
+                if time.monotonic() > deadline or proc.popen.poll() is not None:
+                    raise RuntimeError(f"openssl s_server did not start: {proc.stderr_tail()}") from None
+                time.sleep(0.05)
 
     def gc(self, server: Proc) -> None:
         """Full collection in the server (Python ``gc.collect()``, V8 ``gc()``), then let it settle."""
@@ -214,22 +244,25 @@ class Bench:
     def measure_handshakes(self, label: str, server: Proc, port: int, cpus: str) -> HandshakeResult:
         self.s_time(port, cpus, 1, 2)  # warm-up (Node's JIT, Python's caches), not counted
         pids = descendants(server.pid)
-        before = {pid: cpu_seconds([pid]) for pid in pids}
+        before = {pid: cpu_times(pid) for pid in pids}
         handshakes, wall, client_cpu = self.s_time(port, cpus, self.args.seconds, self.args.s_time_procs)
-        after = {pid: cpu_seconds([pid]) for pid in pids}
-        per_process = tuple(after[pid] - before[pid] for pid in pids)
+        after = {pid: cpu_times(pid) for pid in pids}
+        user = sum(after[pid][0] - before[pid][0] for pid in pids)
+        system = sum(after[pid][1] - before[pid][1] for pid in pids)
+        per_process = tuple(sum(after[pid]) - sum(before[pid]) for pid in pids)
         if handshakes == 0:
             raise RuntimeError(f"{label}: s_time completed no handshake")
-        return HandshakeResult(
-            label, self.args.s_time_procs, handshakes, wall, sum(per_process), client_cpu, per_process
-        )
+        return HandshakeResult(label, self.args.s_time_procs, handshakes, wall, user, system, client_cpu, per_process)
 
     def phase_handshakes(self, key: str) -> None:
+        """One round for one server; rounds are interleaved across servers and added up (machine drift)."""
         server, port = self.start_server(key, SERVER_CPU)
         try:
-            self.results.handshakes[key] = self.measure_handshakes(key, server, port, LOAD_CPU)
+            result = self.measure_handshakes(key, server, port, LOAD_CPU)
         finally:
             self.procs.stop(server)
+        previous = self.results.handshakes.get(key)
+        self.results.handshakes[key] = result if previous is None else previous + result
 
     def stream(self, port: int, size: int) -> tuple[int, float, str]:
         argv = pinned(
@@ -296,7 +329,9 @@ class Bench:
     # -- running ---------------------------------------------------------------------------------------------
 
     def run_phase(self, name: str, fn: Callable[[], None]) -> None:
+        """Run one phase; record its error instead of stopping, and how busy the rest of the machine was."""
         start = time.perf_counter()
+        busy0, own0 = machine_busy_seconds(), own_cpu_seconds()
         print(f"[{time.perf_counter() - self.started:6.1f}s] {name} ...", flush=True)
         try:
             fn()
@@ -306,19 +341,30 @@ class Bench:
             if self.args.verbose:
                 traceback.print_exc()
         finally:
-            print(f"  ({time.perf_counter() - start:.1f}s)", flush=True)
+            wall = time.perf_counter() - start
+            # Every process of a phase is stopped and reaped by its end, so its CPU time is in RUSAGE_CHILDREN.
+            foreign = max(0.0, (machine_busy_seconds() - busy0) - (own_cpu_seconds() - own0))
+            self.results.foreign[name] = (wall, foreign)
+            note = f", other processes on the machine: {foreign:.1f} CPU s" if foreign > 0.1 * wall else ""
+            print(f"  ({wall:.1f}s{note})", flush=True)
 
     def run(self) -> Results:
         self.started = time.perf_counter()
         phases = self.args.phases
-        order = [k for k in ("tlskit", "tlskit-asyncio", "stdlib", "node") if k in self.args.servers]
+        order = [k for k in SERVERS if k in self.args.servers]
         try:
-            for key in order:
-                if "memory" in phases:
+            if "memory" in phases:
+                for key in order:
                     self.run_phase(f"memory {key}", lambda key=key: self.phase_memory(key))  # type: ignore[misc]
-                if "handshake" in phases:
-                    self.run_phase(f"handshakes {key}", lambda key=key: self.phase_handshakes(key))  # type: ignore[misc]
-                if "stream" in phases:
+            if "handshake" in phases:
+                for round_ in range(1, self.args.rounds + 1):
+                    for key in [*order, OPENSSL]:
+                        self.run_phase(
+                            f"handshakes {key} (round {round_})",
+                            lambda key=key: self.phase_handshakes(key),  # type: ignore[misc]
+                        )
+            if "stream" in phases:
+                for key in order:
                     self.run_phase(f"stream {key}", lambda key=key: self.phase_stream(key))  # type: ignore[misc]
             if "scale" in phases:
                 for key in ("tlskit", "node"):
@@ -334,7 +380,7 @@ class Bench:
 
 
 PHASES = ("memory", "handshake", "stream", "scale", "workers")
-QUICK = {"idle": 200, "scale": 1000, "fresh": 2, "seconds": 2, "stream_mib": 64}
+QUICK = {"idle": 200, "scale": 1000, "fresh": 2, "seconds": 2, "rounds": 1, "stream_mib": 64}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -344,12 +390,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=2000, help="idle connections for the memory phase")
     parser.add_argument("--scale", type=int, default=10_000, help="concurrent connections for the scale phase")
     parser.add_argument("--fresh", type=int, default=5, help="fresh handshakes timed at full scale")
-    parser.add_argument("--seconds", type=int, default=8, help="s_time duration per server")
+    parser.add_argument("--seconds", type=int, default=5, help="s_time duration per server and round")
+    parser.add_argument("--rounds", type=int, default=2, help="handshake rounds, interleaved across servers")
     parser.add_argument("--s-time-procs", type=int, default=4, help="concurrent s_time processes")
     parser.add_argument("--stream-mib", type=int, default=1024, help="MiB echoed per server")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
-    parser.add_argument("--servers", nargs="+", choices=("tlskit", "tlskit-asyncio", "stdlib", "node"),
-                        default=["tlskit", "tlskit-asyncio", "stdlib", "node"])  # fmt: skip
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:  # smaller defaults; options given explicitly still win
@@ -373,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.results.settings = {
             "idle connections (memory)": str(args.idle),
             "concurrent connections (scale)": str(args.scale),
-            "s_time processes x seconds": f"{args.s_time_procs} x {args.seconds} s",
+            "handshakes": f"{args.s_time_procs} s_time processes x {args.seconds} s x {args.rounds} rounds per server",
             "bytes echoed per server": f"{args.stream_mib} MiB",
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "make bench  (= .venv/bin/python bench/run.py" + (" --quick)" if args.quick else ")"),

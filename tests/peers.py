@@ -2,22 +2,28 @@
 
 Every peer listens on a port the OS picks (port 0) and is always stopped by its context manager.  The port
 is read from the peer's own output (``openssl s_server`` prints ``ACCEPT host:port``, our Node scripts print
-``PORT n``) or, for ``gnutls-serv`` which does not print it, from the listening sockets the process owns.
+``PORT n``) or, for ``gnutls-serv``, which neither prints it nor binds loopback only, from the listening
+sockets of the private network namespace it runs in (:func:`in_private_network`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -27,6 +33,8 @@ GNUTLS_SERV = shutil.which("gnutls-serv")
 GNUTLS_CLI = shutil.which("gnutls-cli")
 
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed (.ci/run installs it)")
+T = TypeVar("T")
+
 needs_gnutls = pytest.mark.skipif(GNUTLS_SERV is None, reason="gnutls-bin is not installed (.ci/run installs it)")
 
 
@@ -126,51 +134,11 @@ def port_from_port_line(peer: Peer) -> int:
     return int(peer.wait_for(r"^PORT (\d+)$").group(1))
 
 
-def listening_ports(pid: int) -> set[int]:
-    """TCP ports in LISTEN state owned by process ``pid`` (from /proc)."""
-    inodes: set[str] = set()
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as fh:
-            next(fh)
-            for row in fh:
-                cols = row.split()
-                if cols[3] == "0A" and cols[9] in inodes:  # 0A = TCP_LISTEN
-                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-def port_from_proc(peer: Peer, timeout: float = 10.0) -> int:
-    """Find the port a peer listens on by looking at its sockets (for peers that do not print it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if peer.proc.poll() is not None:
-            raise AssertionError(f"peer exited early; output:\n{peer.output}")
-        ports = listening_ports(peer.proc.pid)
-        if ports:
-            return min(ports)
-        time.sleep(0.05)
-    raise AssertionError(f"peer never listened; output:\n{peer.output}")
-
-
 def openssl_server(*args: str, **kwargs: object) -> contextlib.AbstractContextManager[Peer]:
     """``openssl s_server -accept 127.0.0.1:0 ARGS`` (add ``-cert``, ``-key``, ``-CAfile``, ``-Verify`` ...)."""
     assert OPENSSL is not None
     argv = [OPENSSL, "s_server", "-accept", "127.0.0.1:0", *args]
     return running(argv, port_from=port_from_accept_line, **kwargs)
-
-
-def gnutls_server(*args: str, **kwargs: object) -> contextlib.AbstractContextManager[Peer]:
-    """``gnutls-serv --port 0 ARGS``; the port is read from /proc since gnutls-serv does not print it."""
-    assert GNUTLS_SERV is not None
-    argv = [GNUTLS_SERV, "--port", "0", *args]
-    return running(argv, port_from=port_from_proc, **kwargs)
 
 
 def node_script(source: str, *args: str, **kwargs: object) -> contextlib.AbstractContextManager[Peer]:
@@ -185,3 +153,60 @@ def run_node(source: str, *args: str, timeout: float = 30.0, **kwargs: object) -
     return subprocess.run(
         [NODE, "-e", source, "--", *args], capture_output=True, text=True, timeout=timeout, check=False, **kwargs
     )  # type: ignore[call-overload]
+
+
+# gnutls-serv has no option to listen on loopback only: it binds every interface.  Rather than expose it, each
+# gnutls-serv test runs in a thread moved into a private network namespace that holds only loopback (threads
+# have their own namespaces, and processes started from the thread inherit it).  Without the privilege for
+# that (CAP_SYS_ADMIN), the tests skip instead of listening on the machine's real addresses.
+
+_CLONE_NEWNET = 0x40000000
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
+
+
+def _enter_private_network() -> bool:
+    """Move the calling thread into a new network namespace whose only interface, loopback, is up."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNET) != 0:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", _IFF_UP_LOOPBACK_RUNNING, b""))
+    return True
+
+
+def in_private_network(body: Callable[[], T]) -> T:
+    """Run ``body`` in a thread with a private network namespace; skip the test where that is not allowed."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+    isolated = threading.Event()
+
+    def target() -> None:
+        try:
+            if _enter_private_network():
+                isolated.set()
+                results.append(body())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    if not isolated.is_set():
+        pytest.skip("gnutls-serv listens on all interfaces and no private network namespace is allowed here")
+    return results[0]
+
+
+def ipv4_listen_port(pid: int, timeout: float = 10.0) -> int:
+    """The IPv4 port a process listens on, from its own view of the network (its namespace)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/tcp") as fh:
+            for row in list(fh)[1:]:
+                cols = row.split()
+                if cols[3] == "0A":  # TCP_LISTEN
+                    return int(cols[1].rsplit(":", 1)[1], 16)
+        time.sleep(0.05)
+    raise AssertionError("gnutls-serv never listened")

@@ -68,15 +68,18 @@ def test_report_computes_ratios_and_verdicts() -> None:
         "node": MemoryResult("node", 1000, 0, 1.0, mem(50_000, 40_000), mem(90_000, 80_000)),
     }
     r.handshakes = {
-        "tlskit": HandshakeResult("tlskit", 4, 1000, 2.0, 0.3, 1.5),
-        "node": HandshakeResult("node", 4, 1000, 2.0, 0.35, 1.5),
+        "tlskit": HandshakeResult("tlskit", 4, 1000, 2.0, 0.25, 0.05, 1.5),
+        "node": HandshakeResult("node", 4, 1000, 2.0, 0.3, 0.05, 1.5),
     }
     r.streams = {
         "tlskit": StreamResult("tlskit", 2**30, 1.0, 1.0, "TLSv1.3 X"),
         "node": StreamResult("node", 2**30, 2.0, 2.5, "TLSv1.3 X"),
     }
     r.scale = {"tlskit": ScaleResult("tlskit", 100, 100, 0, 1.0, mem(1, 1), mem(2, 2), 2, 2, (0.001, 0.002))}
-    r.workers = {1: HandshakeResult("w1", 4, 1000, 1.0, 0.3, 1.0), 2: HandshakeResult("w2", 4, 1500, 1.0, 0.45, 1.0)}
+    r.workers = {
+        1: HandshakeResult("w1", 4, 1000, 1.0, 0.3, 0.0, 1.0),
+        2: HandshakeResult("w2", 4, 1500, 1.0, 0.4, 0.05, 1.0),
+    }
     by_metric = {row.metric.split(" (")[0]: row for row in report.rows(r)}
     memory_row = by_metric["Server memory per idle TLS connection"]
     assert memory_row.ratio == pytest.approx(15 / 40) and memory_row.met
@@ -86,5 +89,7 @@ def test_report_computes_ratios_and_verdicts() -> None:
     workers_row = by_metric["Handshake rate, workers=2 / workers=1"]
     assert workers_row.ratio == pytest.approx(1.5) and workers_row.met is False
     text = report.render(r)
-    assert "| Server CPU per full TLS 1.3 handshake (µs) | 300 | - | - | 350 | 0.86x | <= 0.8x Node | **no** |" in text
+    assert (
+        "| Server CPU per full TLS 1.3 handshake (µs) | 300 | - | - | 350 | - | 0.86x | <= 0.8x Node | **no** |" in text
+    )
     assert "pass: 100 open" in text

@@ -3,35 +3,35 @@
 tlskit's server (``start_server``) is driven by ``openssl s_client``, ``gnutls-cli`` and Node's ``tls.connect``;
 tlskit's client (``connect``) talks to ``openssl s_server``, ``gnutls-serv`` and Node's ``tls.createServer``
 with ``requestCert``/``rejectUnauthorized``.  TLS 1.2 and 1.3, with and without client certificates; ALPN and
-SNI observed on both sides; session resumption between tlskit's own client and server.  Resumption against
-``openssl s_client -sess_out/-sess_in`` and the U+FFFD JSON exchanges go through the CLI (test_cli_net.py).
+SNI observed on both sides; session resumption between tlskit's own client and server; ``tlskit connect``
+against gnutls-serv.  Resumption against ``openssl s_client -sess_out/-sess_in``, the U+FFFD JSON exchanges
+with Node and the other ``tlskit connect``/``tlskit serve`` peers are in test_cli_net.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import fcntl
 import json
 import queue
-import socket
-import struct
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from cryptography.x509.oid import NameOID
 
+from conftest import TLSKIT
 from peers import (
     GNUTLS_CLI,
     GNUTLS_SERV,
     NODE,
     OPENSSL,
+    in_private_network,
+    ipv4_listen_port,
     needs_gnutls,
     needs_node,
     openssl_server,
@@ -71,12 +71,7 @@ class Seen:
 
 def seen(conn: TLSConnection) -> Seen:
     cert = conn.peer_certificate
-    cn = None
-    if cert is not None:
-        from cryptography.x509.oid import NameOID
-
-        attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        cn = str(attrs[0].value) if attrs else None
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME) if cert is not None else []
     return Seen(
         authorized=conn.authorized,
         authorization_error=conn.authorization_error,
@@ -84,7 +79,7 @@ def seen(conn: TLSConnection) -> Seen:
         alpn=conn.alpn_protocol,
         sni=conn.server_name,
         resumed=conn.session_reused,
-        peer_cn=cn,
+        peer_cn=str(attrs[0].value) if attrs else None,
     )
 
 
@@ -364,63 +359,6 @@ def test_tlskit_client_against_openssl_server(pki: Any, version: str, with_cert:
     assert (got.protocol, got.alpn) == (f"TLSv{version}", "h2")
 
 
-# gnutls-serv has no option to listen on loopback only: it binds every interface.  Rather than expose it, each
-# gnutls-serv test runs in a thread moved into a private network namespace that holds only loopback (threads
-# have their own namespaces, and processes started from the thread inherit it).  Without the privilege for
-# that (CAP_SYS_ADMIN), the tests skip instead of listening on the machine's real addresses.
-
-_CLONE_NEWNET = 0x40000000
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
-
-
-def _enter_private_network() -> bool:
-    """Move the calling thread into a new network namespace whose only interface, loopback, is up."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(_CLONE_NEWNET) != 0:
-        return False
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", _IFF_UP_LOOPBACK_RUNNING, b""))
-    return True
-
-
-def in_private_network(body: Callable[[], T]) -> T:
-    """Run ``body`` in a thread with a private network namespace; skip the test where that is not allowed."""
-    results: list[T] = []
-    errors: list[BaseException] = []
-    isolated = threading.Event()
-
-    def target() -> None:
-        try:
-            if _enter_private_network():
-                isolated.set()
-                results.append(body())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    if not isolated.is_set():
-        pytest.skip("gnutls-serv listens on all interfaces and no private network namespace is allowed here")
-    return results[0]
-
-
-def _ipv4_listen_port(pid: int) -> int:
-    """The IPv4 port a process listens on, from its own view of the network (its namespace)."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/tcp") as fh:
-            for row in list(fh)[1:]:
-                cols = row.split()
-                if cols[3] == "0A":  # TCP_LISTEN
-                    return int(cols[1].rsplit(":", 1)[1], 16)
-        time.sleep(0.05)
-    raise AssertionError("gnutls-serv never listened")
-
-
 @needs_gnutls
 @pytest.mark.parametrize("with_cert", [True, False], ids=["client-cert", "no-client-cert"])
 @pytest.mark.parametrize("version", VERSIONS)
@@ -433,7 +371,7 @@ def test_tlskit_client_against_gnutls_server(pki: Any, version: str, with_cert: 
     def body() -> Any:
         peer = start([str(GNUTLS_SERV), "--port", "0", *map(str, args)])
         try:
-            port = _ipv4_listen_port(peer.proc.pid)
+            port = ipv4_listen_port(peer.proc.pid)
             return exchange("127.0.0.1", port, client_ctx(pki, version=version, cert=with_cert))
         finally:
             peer.stop()
@@ -442,6 +380,34 @@ def test_tlskit_client_against_gnutls_server(pki: Any, version: str, with_cert: 
     assert reply == b"hello from tlskit\n"
     assert got.authorized and got.peer_cn == "localhost"
     assert (got.protocol, got.alpn) == (f"TLSv{version}", "h2")
+
+
+@needs_gnutls
+def test_tlskit_connect_cli_against_gnutls_server(pki: Any) -> None:
+    args = ["--echo", "--x509certfile", pki.server_pem, "--x509keyfile", pki.server_key, "--alpn", "h2"]
+    args += ["--x509cafile", pki.root_pem, "--require-client-cert", "--verify-client-cert"]
+
+    def body() -> subprocess.CompletedProcess[str]:
+        peer = start([str(GNUTLS_SERV), "--port", "0", *map(str, args)])
+        try:
+            port = ipv4_listen_port(peer.proc.pid)
+            argv = [TLSKIT, "connect", f"127.0.0.1:{port}", "--ca", pki.root_pem, "--servername", "localhost"]
+            argv += ["--cert", pki.client_pem, "--key", pki.client_key, "--alpn", "h2"]
+            return subprocess.run(
+                [str(a) for a in argv],
+                input="over gnutls\n",
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
+        finally:
+            peer.stop()
+
+    result = in_private_network(body)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "over gnutls\n"
+    assert "ALPN h2" in result.stderr and "verification: OK" in result.stderr
 
 
 def node_server(pki: Any, **cfg: Any) -> Any:

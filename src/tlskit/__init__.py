@@ -10,9 +10,13 @@ The most used names are importable from here; they are loaded lazily so ``import
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# A library never configures logging; without a handler its warnings would go to stderr via logging.lastResort.
+logging.getLogger("tlskit").addHandler(logging.NullHandler())
 
 # name -> module that defines it
 _EXPORTS: dict[str, str] = {

@@ -186,12 +186,11 @@ async def _push_and_reconnect(files: _Files, server: _PushServer, port: int, sho
     show.line("server", f"listening on {HOST}:{port}, client certificates required")
     context = client_context(ca=files.root, cert=files.client[0], key=files.client[1])
     client = ReconnectingClient(HOST, port, context=context, server_name=SERVER_NAME, initial_backoff=0.05)
-    codec_for: Callable[[], JsonCodec] = lambda: JsonCodec(DelimitedFramer())  # noqa: E731 - one per connection
     async for conn in client:
         report.connections += 1
         report.resumed.append(conn.session_reused)
         show.line("client", f"connected: {_who(conn)}")
-        codec = codec_for()
+        codec = JsonCodec(DelimitedFramer())  # one per connection: a framer buffers a partial message
         try:
             async for message in conn.messages(codec):
                 seq = message.get("seq") if isinstance(message, dict) else None
@@ -200,7 +199,7 @@ async def _push_and_reconnect(files: _Files, server: _PushServer, port: int, sho
                 report.sequence.append(seq if isinstance(seq, int) else -1)
                 mark = "in order" if seq == expected else f"OUT OF ORDER (expected {expected})"
                 show.line("client", f"<- {json.dumps(message)}  {mark}", "" if seq == expected else "bold red")
-                if seq is not None and seq % 3 == 0:
+                if isinstance(seq, int) and seq % 3 == 0:
                     await conn.send({"from": CLIENT_NAME, "ack": seq}, codec)
                 if len(report.sequence) >= TOTAL:
                     break
@@ -327,7 +326,9 @@ def run_scenes(console: Console, *, tap: bool = True) -> DemoReport:
     show = _Show(console)
     # The demo narrates refusals itself; without this the server's warnings would print twice via logging's
     # last-resort handler.
-    logging.getLogger("tlskit").addHandler(logging.NullHandler())
+    logger = logging.getLogger("tlskit")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
     with tempfile.TemporaryDirectory(prefix="tlskit-demo-") as tmp:
         report.directory = tmp
         run(_network_scenes(Path(tmp), show, report, tap=tap))

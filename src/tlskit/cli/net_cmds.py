@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import logging
 import os
 import re
 import ssl
 import sys
-import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,17 +24,15 @@ import click
 
 from ..errors import FrameError, InputError, TLSError
 from .common import EXIT_FAILED, EXIT_OK, PASSPHRASE_ENV, fail, handle_errors, read_passphrase
+from .net_io import CHUNK, Framing, StdinReader, describe, echo, failure, pump_in, pump_out, summary_lines, write_stdout
 
 if TYPE_CHECKING:
-    from cryptography import x509
-
     from ..net.connection import MessageCodec, TLSConnection
     from ..net.context import ClientAuth
 
 __all__ = ["commands", "connect_cmd", "demo_cmd", "parse_address", "serve_cmd"]
 
 _BRACKETED = re.compile(r"^\[(?P<host>[^\]]+)\]:(?P<port>[^:]*)$")
-_CHUNK = 64 * 1024
 
 
 def parse_address(text: str, *, default_host: str | None = None) -> tuple[str, int]:
@@ -60,198 +56,6 @@ def parse_address(text: str, *, default_host: str | None = None) -> tuple[str, i
     if not port_text.isdigit() or not low <= int(port_text) <= 65535:
         raise InputError(f"{text!r}: bad port {port_text!r}", fix=f"use a port number from {low} to 65535")
     return host, int(port_text)
-
-
-# --- messages <-> lines ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Framing:
-    """How bytes on the wire map to lines on stdin/stdout: ``raw`` passes bytes through unchanged."""
-
-    spec: str = "raw"
-    json: bool = False
-
-    @classmethod
-    def from_options(cls, frames: str | None, as_json: bool) -> Framing:
-        """``--json`` alone means newline-delimited JSON; ``--json`` over ``raw`` cannot work."""
-        from ..net.framing import framer_from_spec
-
-        spec = frames or ("lines" if as_json else "raw")
-        framer_from_spec(spec)  # validate now, so a typo is a usage error before any connection
-        if as_json and spec.strip().lower() == "raw":
-            raise InputError("--json needs message framing", fix="add --frames lines, length or delim:HEX")
-        return cls(spec, as_json)
-
-    def codec(self) -> MessageCodec | None:
-        """A fresh codec for one connection (framers buffer per connection), or None for raw bytes."""
-        from ..net.framing import JsonCodec, framer_from_spec
-
-        framer = framer_from_spec(self.spec)
-        if framer is None:
-            return None
-        return JsonCodec(framer) if self.json else framer
-
-    def to_line(self, message: Any) -> bytes:
-        """One received message as one output line."""
-        if self.json:
-            return json.dumps(message, ensure_ascii=False).encode() + b"\n"
-        return bytes(message) + b"\n"
-
-    def from_line(self, line: bytes) -> Any:
-        """One input line (without its newline) as a message to send; InputError if it is not JSON."""
-        if not self.json:
-            return line
-        try:
-            return json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"not JSON: {line[:60]!r}", fix="write one JSON value per line") from exc
-
-
-async def pump_in(
-    conn: TLSConnection, framing: Framing, codec: MessageCodec | None, out: Callable[[bytes], Awaitable[None]]
-) -> None:
-    """Carry what the peer sends to ``out`` (bytes, or one line per message) until the peer closes."""
-    if codec is None:
-        while data := await conn.read(_CHUNK):
-            await out(data)
-        return
-    async for message in conn.messages(codec):
-        await out(framing.to_line(message))
-
-
-async def pump_out(
-    chunks: Callable[[], Awaitable[bytes]],
-    conn: TLSConnection,
-    framing: Framing,
-    codec: MessageCodec | None,
-    *,
-    warn: Callable[[str], None],
-) -> None:
-    """Carry bytes from ``chunks`` (b"" at EOF) to the peer: as they come, or one message per line."""
-    pending = b""
-    while data := await chunks():
-        if codec is None:
-            await conn.write(data)
-            continue
-        *lines, pending = (pending + data).split(b"\n")
-        for line in lines:
-            await _send_line(conn, framing, codec, line, warn)
-    if pending and codec is not None:
-        await _send_line(conn, framing, codec, pending, warn)
-
-
-async def _send_line(
-    conn: TLSConnection, framing: Framing, codec: MessageCodec, line: bytes, warn: Callable[[str], None]
-) -> None:
-    line = line.removesuffix(b"\r")
-    if not line.strip() and framing.json:
-        return
-    try:
-        await conn.send(framing.from_line(line), codec)
-    except (InputError, FrameError) as exc:
-        warn(f"line not sent: {exc}")  # one bad line must not end the session
-
-
-# --- describing connections ------------------------------------------------------------------------------
-
-
-def _subject(cert: x509.Certificate | None) -> str:
-    return "-" if cert is None else cert.subject.rfc4514_string() or "(empty subject)"
-
-
-def describe(conn: TLSConnection) -> str:
-    """One line: authorization, protocol, cipher, SNI, ALPN, resumption."""
-    if conn.authorized:
-        who = f"authorized ({_subject(conn.peer_certificate)})"
-    else:
-        who = f"not authorized ({conn.authorization_error})"
-    cipher = conn.cipher.standard_name if conn.cipher else "-"
-    resumed = "yes" if conn.session_reused else "no"
-    return (
-        f"{who}, {conn.protocol}, {cipher}, sni={conn.server_name or '-'}, alpn={conn.alpn_protocol or '-'}, "
-        f"resumed={resumed}"
-    )
-
-
-def summary_lines(conn: TLSConnection, *, verified: bool) -> list[str]:
-    """What ``connect`` prints after the handshake: protocol, cipher, ALPN, the peer's chain, verification."""
-    from ..net.server import format_peer
-
-    cipher = conn.cipher
-    lines = [
-        f"connected to {format_peer(conn.remote_address)} (server name {conn.server_name or '-'})",
-        f"protocol {conn.protocol}, cipher {cipher.standard_name if cipher else '-'}"
-        f"{f' ({cipher.name})' if cipher and cipher.name != cipher.standard_name else ''}, "
-        f"ALPN {conn.alpn_protocol or '-'}, session {'resumed' if conn.session_reused else 'new'}",
-        "peer chain:",
-    ]
-    for depth, cert in enumerate(conn.peer_chain):
-        until = cert.not_valid_after_utc.date().isoformat()
-        lines.append(f"  {depth} {_subject(cert)}  (issuer {_subject_name(cert.issuer)}, until {until})")
-    if conn.authorized:
-        lines.append("verification: OK")
-    elif verified:
-        lines.append(f"verification: FAILED: {conn.authorization_error}")
-    else:
-        lines.append(f"verification: would fail: {conn.authorization_error} (not enforced: --insecure)")
-    return lines
-
-
-def _subject_name(name: x509.Name) -> str:
-    return name.rfc4514_string() or "(empty)"
-
-
-def _failure(exc: TLSError, what: str) -> str:
-    fix = f"; fix: {exc.fix}" if exc.fix else ""
-    return f"{what} ({exc.code}): {exc.message}{fix}"
-
-
-def _echo(prefix: str, text: str) -> None:
-    click.echo(f"{prefix}: {text}", err=True)
-
-
-# --- stdin in a thread -------------------------------------------------------------------------------------
-
-
-class StdinReader:
-    """Chunks of stdin, b"" at (and after) EOF, read by a daemon thread.
-
-    A thread works for every kind of stdin (a terminal, a pipe, a regular file, which epoll refuses) and, being a
-    daemon, never keeps the process alive once the peer has closed.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # A small queue gives backpressure: the thread reads ahead by at most a few chunks.
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4)
-        self._loop = loop
-        self._eof = False
-        threading.Thread(target=self._run, name="tlskit-stdin", daemon=True).start()
-
-    def _run(self) -> None:
-        fd = sys.stdin.fileno()
-        while True:
-            try:
-                data = os.read(fd, _CHUNK)
-            except OSError:
-                data = b""
-            asyncio.run_coroutine_threadsafe(self._queue.put(data), self._loop).result()
-            if not data:
-                return
-
-    async def read(self) -> bytes:
-        if self._eof:
-            return b""
-        data = await self._queue.get()
-        self._eof = not data
-        return data
-
-
-async def write_stdout(data: bytes) -> None:
-    """Write to stdout at once (the other side may be a person waiting for a reply)."""
-    out = sys.stdout.buffer
-    out.write(data)
-    out.flush()
 
 
 # --- serve -------------------------------------------------------------------------------------------------
@@ -333,7 +137,7 @@ def _peer_env(conn: TLSConnection) -> dict[str, str]:
 
 async def _echo_back(conn: TLSConnection, codec: MessageCodec | None) -> None:
     if codec is None:
-        while data := await conn.read(_CHUNK):
+        while data := await conn.read(CHUNK):
             await conn.write(data)
         return
     async for message in conn.messages(codec):
@@ -363,7 +167,7 @@ async def _exec(
                 stdin.close()  # the peer finished (or failed): the process reads EOF
 
     async def from_process() -> bytes:
-        return await stdout.read(_CHUNK)
+        return await stdout.read(CHUNK)
 
     task = asyncio.create_task(inbound())
     try:
@@ -400,7 +204,7 @@ async def serve_async(opts: ServeOptions) -> int:
     from ..net.server import format_peer, start_server
 
     def log(text: str) -> None:
-        _echo("serve", text)
+        echo("serve", text)
 
     async def handler(conn: TLSConnection) -> None:
         peer = format_peer(conn.remote_address)
@@ -424,7 +228,7 @@ async def serve_async(opts: ServeOptions) -> int:
         log(f"{peer} closed")
 
     def on_tls_error(error: TLSError, address: Any) -> None:
-        log(_failure(error, f"{format_peer(address)} handshake failed"))
+        log(failure(error, f"{format_peer(address)} handshake failed"))
 
     _log_to_stderr("serve", "tlskit.server", "tlskit.workers")
     server = await start_server(
@@ -465,7 +269,7 @@ async def _session(conn: TLSConnection, stdin: StdinReader, framing: Framing, *,
     codec = framing.codec()
 
     async def outbound() -> None:
-        await pump_out(stdin.read, conn, framing, codec, warn=lambda text: _echo("connect", text))
+        await pump_out(stdin.read, conn, framing, codec, warn=lambda text: echo("connect", text))
         if half_close:
             conn.write_eof()
 
@@ -487,7 +291,7 @@ async def connect_async(opts: ConnectOptions, context: ssl.SSLContext) -> int:
 
     def show(conn: TLSConnection) -> None:
         for line in summary_lines(conn, verified=not opts.insecure):
-            _echo("connect", line)
+            echo("connect", line)
 
     if opts.reconnect:
         _log_to_stderr("connect", "tlskit.client")
@@ -497,15 +301,15 @@ async def connect_async(opts: ConnectOptions, context: ssl.SSLContext) -> int:
             try:
                 await _session(conn, stdin, opts.framing, half_close=False)
             except (TLSError, FrameError, ConnectionError) as exc:
-                _echo("connect", f"connection lost: {exc}")
+                echo("connect", f"connection lost: {exc}")
             await conn.close(timeout=2.0)  # the client reconnects once this one is closed on our side too
-            _echo("connect", "disconnected; reconnecting")
+            echo("connect", "disconnected; reconnecting")
         return EXIT_OK
 
     try:
         conn = await connect(opts.host, opts.port, context=context, server_name=opts.server_name)
     except TLSError as exc:
-        raise fail(_failure(exc, f"handshake with {where} failed"), code=EXIT_FAILED) from None
+        raise fail(failure(exc, f"handshake with {where} failed"), code=EXIT_FAILED) from None
     except OSError as exc:
         raise fail(f"cannot connect to {where}: {exc.strerror or exc}", code=EXIT_FAILED) from None
     show(conn)
@@ -513,7 +317,7 @@ async def connect_async(opts: ConnectOptions, context: ssl.SSLContext) -> int:
         await _session(conn, stdin, opts.framing, half_close=True)
     except TLSError as exc:
         # e.g. TLS 1.3: a server that rejects our certificate says so only after the handshake.
-        raise fail(_failure(exc, f"connection to {where} failed"), code=EXIT_FAILED) from None
+        raise fail(failure(exc, f"connection to {where} failed"), code=EXIT_FAILED) from None
     except (FrameError, ConnectionError) as exc:
         raise fail(f"connection to {where} failed: {exc}", code=EXIT_FAILED) from None
     finally:
@@ -542,9 +346,9 @@ def _run(main: Coroutine[Any, Any, int]) -> None:
 
 @click.command("serve")
 @click.argument("address", metavar="[HOST:]PORT")
-@click.option("--cert", required=True, help="Certificate chain (leaf first), PEM.")
-@click.option("--key", required=True, help=f"Private key (encrypted: set {PASSPHRASE_ENV}).")
-@click.option("--ca", multiple=True, help="Trust anchors for client certificates (repeatable).")
+@click.option("--cert", required=True, metavar="FILE", help="Certificate chain (leaf first), PEM.")
+@click.option("--key", required=True, metavar="FILE", help=f"Private key (encrypted: set {PASSPHRASE_ENV}).")
+@click.option("--ca", multiple=True, metavar="FILE", help="Trust anchors for client certificates (repeatable).")
 @click.option(
     "--client-auth",
     type=click.Choice(["none", "optional", "required"]),
@@ -562,7 +366,14 @@ def _run(main: Coroutine[Any, Any, int]) -> None:
 @click.option(
     "--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Processes sharing the port."
 )
-@click.option("--handshake-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
+@click.option(
+    "--handshake-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="S",
+    help="Drop connections that have not finished the handshake after S seconds.",
+)
 @click.option("--max-connections", type=click.IntRange(1), default=None, help="Refuse connections beyond this.")
 @handle_errors
 def serve_cmd(
@@ -618,17 +429,23 @@ def serve_cmd(
 
 @click.command("connect")
 @click.argument("address", metavar="HOST:PORT")
-@click.option("--ca", multiple=True, help="Trust anchors (repeatable; default: the system store).")
-@click.option("--cert", help="Client certificate chain, for mutual TLS.")
-@click.option("--key", help=f"Client private key (encrypted: set {PASSPHRASE_ENV}).")
+@click.option("--ca", multiple=True, metavar="FILE", help="Trust anchors (repeatable; default: the system store).")
+@click.option("--cert", metavar="FILE", help="Client certificate chain, for mutual TLS.")
+@click.option("--key", metavar="FILE", help=f"Client private key (encrypted: set {PASSPHRASE_ENV}).")
 @click.option("--servername", help="Name to send as SNI and to verify (default: HOST).")
 @click.option("--alpn", multiple=True, help="ALPN protocols to offer (repeatable).")
 @click.option("--insecure", is_flag=True, help="Do not verify the server (still report what verification says).")
 @click.option("--pin", multiple=True, metavar="sha256:B64", help="Accept only this server public key (repeatable).")
-@click.option("--crl", multiple=True, help="Refuse a server certificate revoked by this CRL (repeatable).")
+@click.option(
+    "--crl", multiple=True, metavar="FILE", help="Refuse a server certificate revoked by this CRL (repeatable)."
+)
 @_frames_option
 @_json_option
-@click.option("--reconnect", is_flag=True, help="Reconnect with backoff when the connection ends, resuming sessions.")
+@click.option(
+    "--reconnect",
+    is_flag=True,
+    help="Reconnect with backoff whenever the connection ends, resuming the session; runs until interrupted.",
+)
 @handle_errors
 def connect_cmd(
     *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import inspect
 import logging
@@ -85,8 +86,9 @@ class Jitter(enum.Enum):
 class ReconnectingClient:
     """Keeps a connection to ``host:port``: reconnects with exponential backoff and jitter, resuming sessions.
 
-    Iterate to get each new connection (``async for conn in client``); asking for the next one waits until
-    the current one is closed, then reconnects.  Or call :meth:`run` with a handler.  :meth:`stop` ends both.
+    Iterate to get each new connection (``async for conn in client``) and use it until it ends; asking for
+    the next one closes the current one (if still open), waits a jittered ``initial_backoff`` and reconnects.
+    Or call :meth:`run` with a handler.  :meth:`stop` ends both.
     """
 
     def __init__(
@@ -125,7 +127,7 @@ class ReconnectingClient:
         """Successful connections so far."""
 
     def _delay(self, failures: int) -> float:
-        backoff = min(self._max, self._initial * (2 ** max(0, failures - 1)))
+        backoff = min(self._max, self._initial * 2.0 ** max(0, failures - 1))
         if self._jitter is Jitter.FULL:
             return self._rng.uniform(0, backoff)
         if self._jitter is Jitter.EQUAL:
@@ -133,10 +135,8 @@ class ReconnectingClient:
         return backoff
 
     async def _sleep(self, delay: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
-        except TimeoutError:
-            pass
 
     async def _connect_once(self) -> TLSConnection:
         """Connect, retrying with backoff until it works, :meth:`stop` is called or attempts run out."""
@@ -191,7 +191,6 @@ class ReconnectingClient:
                 raise
             try:
                 yield conn
-                await conn.wait_closed()
             finally:
                 self._remember_session(conn)
                 self.current = None

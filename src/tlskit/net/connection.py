@@ -202,7 +202,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
     def _fail(self, exc: BaseException) -> None:
         """A TLS error or a lost connection: remember it, send any alert, close, tell whoever waits."""
         handshaking = self._state is _HANDSHAKING
-        error = tls_error(exc, during="handshake" if handshaking else "connection")
+        error = tls_error(exc, during="handshake" if handshaking else "connection", server_side=self.server_side)
         if error is not exc:
             error.__cause__ = exc
         self._error = error

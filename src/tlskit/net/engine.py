@@ -17,6 +17,7 @@ engine, whose :attr:`context` can be swapped exactly like ``SSLObject.context``.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ssl
 from collections.abc import Callable
@@ -109,7 +110,7 @@ class TLSEngine:
         """Begin the handshake (client side: writes the ClientHello into :meth:`data_to_send`)."""
         self._step_handshake()
 
-    def receive(self, data: bytes | memoryview) -> list[bytes]:
+    def receive(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Feed ciphertext from the peer; return the plaintext chunks it completed.
 
         Raises ``ssl.SSLError`` when the peer breaks the protocol or the handshake fails; :meth:`data_to_send`
@@ -135,12 +136,14 @@ class TLSEngine:
             while True:
                 chunk = read(_READ_SIZE)
                 if not chunk:
+                    # close_notify: _ssl returns b"" for it, or raises SSLZeroReturnError once ours was sent.
+                    self._eof = True
                     break
                 chunks.append(chunk)
         except _SSLWantRead:
             pass
         except _SSLZeroReturn:
-            self._eof = True  # close_notify received
+            self._eof = True
 
     def _step_handshake(self) -> bool:
         try:
@@ -151,7 +154,7 @@ class TLSEngine:
         self._handshake_finished()
         return True
 
-    def encrypt(self, data: bytes | memoryview) -> None:
+    def encrypt(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt application data; the records wait in :meth:`data_to_send`."""
         if self._state is not _OPEN:
             raise ConnectionResetError("the TLS connection is closed")
@@ -163,7 +166,7 @@ class TLSEngine:
         for start in range(0, len(view), SLICE):
             write(view[start : start + SLICE])
 
-    def encrypt_pieces(self, data: bytes | memoryview) -> list[bytes]:
+    def encrypt_pieces(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Encrypt ``data`` and return its ciphertext in pieces, draining the BIO after every slice.
 
         Large writes go through here so the outgoing BIO never grows past one slice.
@@ -189,10 +192,9 @@ class TLSEngine:
             self._state = _CLOSED if self._state is _HANDSHAKING else self._state
             return
         self._state = _CLOSING
-        try:
+        # Ours is queued (SSLWantReadError says the peer's has not come yet; it is not waited for).
+        with contextlib.suppress(ssl.SSLError):
             self._ssl.shutdown()
-        except (_SSLWantRead, ssl.SSLError):
-            pass  # ours is queued; the peer's close_notify is not waited for
 
     def mark_closed(self) -> None:
         """The transport is gone; nothing more can be sent."""
@@ -322,11 +324,16 @@ class TLSEngine:
 
 
 def _peer_policy(ctx: ssl.SSLContext) -> Any:
-    try:
+    # Imported on first use: the context module pulls in the PKI loaders, which a bare engine does not need.
+    global _policy_of
+    if _policy_of is None:
         from .context import peer_policy
-    except ImportError:  # pragma: no cover - context module is part of the package
-        return None
-    return peer_policy(ctx)
+
+        _policy_of = peer_policy
+    return _policy_of(ctx)
+
+
+_policy_of: Callable[[ssl.SSLContext], Any] | None = None
 
 
 class SNICapture:

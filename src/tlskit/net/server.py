@@ -17,8 +17,8 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, cast
 
 from ..errors import FrameError, InputError, TLSError
 from .connection import TLSConnection
@@ -28,7 +28,7 @@ __all__ = ["Handler", "Server", "TLSErrorHook", "format_peer", "loop_factory", "
 
 log = logging.getLogger("tlskit.server")
 
-Handler = Callable[[TLSConnection], Awaitable[Any]]
+Handler = Callable[[TLSConnection], Coroutine[Any, Any, Any]]
 TLSErrorHook = Callable[[TLSError, Any], Any]
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ class _Refused(asyncio.Protocol):
     """Stands in for a connection over the cap: closes it at once, before any TLS work."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.abort()
+        cast(asyncio.Transport, transport).abort()
 
 
 class Server:
@@ -98,6 +98,7 @@ class Server:
         self._drained: asyncio.Event | None = None
         self._refused_logged = 0.0
         self._workers: Any = None  # tlskit.net.workers.WorkerPool in the parent of workers=N
+        self._addresses: list[Any] = []
         self.refused = 0
         """Connections refused because of ``max_connections``."""
 
@@ -108,11 +109,12 @@ class Server:
         """The listening sockets (with workers: the parent's placeholders holding the port)."""
         if self._workers is not None:
             return list(self._workers.sockets)
-        return [s for s in (self._server.sockets if self._server else ())]  # type: ignore[misc]
+        return list(self._server.sockets) if self._server is not None else []
 
     @property
     def addresses(self) -> list[Any]:
-        return [s.getsockname() for s in self.sockets]
+        """The addresses listened on (still known after :meth:`close`)."""
+        return list(self._addresses)
 
     @property
     def port(self) -> int:
@@ -144,6 +146,7 @@ class Server:
         self._server = await self._loop.create_server(
             self._make_connection, host, port, backlog=backlog, reuse_port=reuse_port or None
         )
+        self._addresses = [s.getsockname() for s in self._server.sockets]
         if self._idle_timeout:
             self._schedule_idle_sweep()
 
@@ -181,7 +184,7 @@ class Server:
                 f" ({conn.authorization_error})" if conn.authorization_error else "",
             )  # fmt: skip
         try:
-            task = self._loop.create_task(self._handler(conn))  # type: ignore[arg-type]
+            task = self._loop.create_task(self._handler(conn))
         except Exception:
             log.exception("%s: handler could not start", format_peer(conn.remote_address))
             conn.start_close()
@@ -241,9 +244,7 @@ class Server:
         for conn in expired:
             del self._handshaking[conn]
             what = "handshake not completed" if conn.received_any else "no ClientHello received"
-            self._report(
-                TLSError(f"{what} within {self._handshake_timeout:g} s", code="handshake_timeout"), conn
-            )
+            self._report(TLSError(f"{what} within {self._handshake_timeout:g} s", code="handshake_timeout"), conn)
             conn.abort()
         if self._handshaking:
             self._schedule_handshake_sweep()
@@ -403,4 +404,5 @@ async def start_server(
     from .workers import WorkerPool
 
     server._workers = await WorkerPool.start(server, host, port, count=workers, backlog=backlog)
+    server._addresses = [s.getsockname() for s in server._workers.sockets]
     return server

@@ -88,7 +88,7 @@ def chain_der(sslobj: Any, *, verified: bool) -> list[bytes]:
     """
     getter = sslobj.get_verified_chain if verified else sslobj.get_unverified_chain
     certs = getter() or []
-    return [c if isinstance(c, bytes) else c.public_bytes(_ENCODING_DER) for c in certs]
+    return [c if isinstance(c, bytes) else c.public_bytes(_ENCODING_DER) for c in certs if c is not None]
 
 
 # --- plain-language errors ---------------------------------------------------------------------------------
@@ -186,15 +186,16 @@ _VERIFY: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def tls_error(exc: BaseException, *, during: str = "handshake") -> TLSError:
+def tls_error(exc: BaseException, *, during: str = "handshake", server_side: bool = False) -> TLSError:
     """Translate ``exc`` (usually an ``ssl.SSLError``) into a :class:`TLSError` with a plain message.
 
-    Uses :func:`tlskit.pki.diagnose.explain_ssl_error` when that module provides it; the caller keeps ``exc`` as
-    the cause (``raise tls_error(exc) from exc``).
+    On the client side :func:`tlskit.pki.diagnose.explain_ssl_error` is asked first, when present: its advice
+    is written for someone connecting to a server.  Servers get the neutral wording below.  The caller keeps
+    ``exc`` as the cause (``raise tls_error(exc) from exc``).
     """
     if isinstance(exc, TLSError):
         return exc
-    explained = _diagnose(exc)
+    explained = None if server_side else _diagnose(exc)
     if explained is not None:
         return explained
     if isinstance(exc, ssl.SSLCertVerificationError):

@@ -24,6 +24,7 @@ Design:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -148,9 +149,11 @@ class WorkerPool:
         await server._listen(self.host, self.port, backlog=self.backlog, reuse_port=True)
         loop = asyncio.get_running_loop()
 
+        closing: list[asyncio.Task[None]] = []
+
         def stop(deadline: float = _DEFAULT_DEADLINE) -> None:
             loop.remove_reader(control)
-            loop.create_task(server.close(deadline=deadline))
+            closing.append(loop.create_task(server.close(deadline=deadline)))
 
         def on_control() -> None:
             data = os.read(control, 64)
@@ -205,10 +208,8 @@ class WorkerPool:
 
     def _retire(self, worker: _Worker, deadline: float) -> None:
         worker.retiring = True
-        try:
+        with contextlib.suppress(OSError):  # already gone: the pidfd reports it
             os.write(worker.control, f"{deadline}\n".encode())
-        except OSError:
-            pass  # already gone; the pidfd reports it
 
     def reload(self, context: ssl.SSLContext) -> None:
         """Rolling restart: each old worker is replaced by one forked with ``context``."""
@@ -253,10 +254,11 @@ async def _placeholders(loop: asyncio.AbstractEventLoop, host: str | None, port:
     sockets: list[socket.socket] = []
     seen: set[tuple[int, Any]] = set()
     try:
-        for family, kind, proto, _, address in infos:
-            if (family, address[0]) in seen:
+        for family, kind, proto, _, resolved in infos:
+            if (family, resolved[0]) in seen:
                 continue
-            seen.add((family, address[0]))
+            seen.add((family, resolved[0]))
+            address = resolved
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
