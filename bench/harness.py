@@ -126,6 +126,26 @@ def machine_busy_seconds() -> float:
     return parse_proc_stat_busy(Path("/proc/stat").read_text())
 
 
+def wait_until_quiet(*, max_wait: float, window: float = 0.5, threshold: float = 0.1) -> float:
+    """Wait (at most ``max_wait`` s) until the machine's busy CPU over ``window`` s is below ``threshold`` cores.
+
+    Call it when the bench has no process of its own running, so all the load seen is someone else's.
+    Returns the seconds waited.
+    """
+    start = time.monotonic()
+    while True:
+        before = machine_busy_seconds()
+        time.sleep(window)
+        if machine_busy_seconds() - before < threshold * window or time.monotonic() - start >= max_wait:
+            return time.monotonic() - start
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of every child this process has reaped so far (their descendants included)."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
+
+
 def own_cpu_seconds() -> float:
     """CPU seconds of this process and of every child it has reaped (their descendants included)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -173,6 +193,7 @@ class Proc:
     argv: list[str]
     popen: subprocess.Popen[str] = field(repr=False)
     stderr_path: Path | None = None
+    stdin_stops: bool = True  # False: the program ignores end of stdin (openssl s_server), so SIGTERM at once
 
     @property
     def pid(self) -> int:
@@ -223,7 +244,7 @@ class Proc:
             except OSError:
                 pass
             try:
-                self.popen.wait(timeout)
+                self.popen.wait(timeout if self.stdin_stops else 0.01)
             except subprocess.TimeoutExpired:
                 self._signal(signal.SIGTERM)
                 try:
@@ -245,7 +266,9 @@ class ProcessSet:
         self.log_dir = log_dir
         self.procs: list[Proc] = []
 
-    def spawn(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None) -> Proc:
+    def spawn(
+        self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None, stdin_stops: bool = True
+    ) -> Proc:
         err_path = self.log_dir / f"{name}-{len(self.procs)}.err"
         with err_path.open("w") as err:
             popen = subprocess.Popen(
@@ -259,7 +282,7 @@ class ProcessSet:
                 cwd=ROOT,
                 env=env,
             )
-        proc = Proc(name, list(argv), popen, err_path)
+        proc = Proc(name, list(argv), popen, err_path, stdin_stops)
         self.procs.append(proc)
         return proc
 

@@ -145,7 +145,7 @@ def design_paragraph(r: Results) -> list[str]:
         "several Python objects (transport, protocol, stream reader and writer, a task) per connection. tlskit's "
         "transport keeps the same OpenSSL `SSL` object (no C code of its own) but drives it sans-IO through two "
         "`ssl.MemoryBIO`s from one object that is engine, asyncio protocol and application handle at once; "
-        "ciphertext is read into one 256 KiB buffer shared by every connection of the thread "
+        "ciphertext is read into one buffer shared by every connection of the thread "
         "(`asyncio.BufferedProtocol`), and CPython's `SSL_MODE_RELEASE_BUFFERS` lets OpenSSL free its record "
         f"buffers while a connection is idle. Result: **{tl:.0f} KiB** per idle connection on uvloop"
     )
@@ -292,9 +292,10 @@ def _raw_sections(r: Results) -> list[str]:
     if r.streams:
         lines += ["Echo throughput (one connection, server on CPU 0, client on CPU 1):", ""]
         lines += _table(
-            ["server", "bytes echoed", "seconds", "MiB/s", "server CPU s", "server CPU s/GiB", "negotiated"],
+            ["server", "bytes echoed", "seconds", "MiB/s", "server CPU s", "server CPU s/GiB", "client CPU s",
+             "negotiated"],
             [[LABELS[k], str(s.echoed), f"{s.seconds:.3f}", f"{s.mib_per_s:.0f}", f"{s.server_cpu_seconds:.2f}",
-              f"{s.cpu_per_gib:.2f}", s.negotiated] for k, s in r.streams.items()],
+              f"{s.cpu_per_gib:.2f}", f"{s.client_cpu_seconds:.2f}", s.negotiated] for k, s in r.streams.items()],
         )  # fmt: skip
         lines.append("")
     if r.scale:
@@ -357,7 +358,12 @@ def render(r: Results) -> str:
         "- CPU: utime + stime of the server process(es) from `/proc/PID/stat`, before and after the load.",
         "- Handshakes: `openssl s_time -new` (C load generator, one full handshake per connection, no "
         "resumption), several processes at once; the count is the sum of their `N connections` lines. A 1 s "
-        "s_time warm-up runs first and is not counted.",
+        "s_time warm-up runs first and is not counted. s_time runs with `-no-CAfile -no-CApath -no-CAstore`: it "
+        "does not verify the server either way, but OpenSSL 3 would otherwise list the system CA directory on "
+        "every handshake, which made the client (already the bottleneck on 2 cores) a third more expensive. "
+        "Handshake rounds are interleaved across servers and added up, so slow drift of the machine hits all alike.",
+        "- Before each phase the bench waits (at most 10 s, 60 s per run) until other processes use less than 0.1 "
+        "CPU, and it records what they used during the phase (table at the end).",
         "- Throughput: one TLS connection streaming in 64 KiB writes and reading the echo back in the same "
         "non-blocking loop (stdlib `ssl`, `bench/stream_client.py`), after a 16 MiB warm-up.",
         "- The Python servers log at ERROR level only (s_time drops every connection right after its handshake).",

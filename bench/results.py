@@ -108,6 +108,7 @@ class StreamResult:
     echoed: int
     seconds: float
     server_cpu_seconds: float
+    client_cpu_seconds: float
     negotiated: str
 
     @property

@@ -72,8 +72,8 @@ def test_report_computes_ratios_and_verdicts() -> None:
         "node": HandshakeResult("node", 4, 1000, 2.0, 0.3, 0.05, 1.5),
     }
     r.streams = {
-        "tlskit": StreamResult("tlskit", 2**30, 1.0, 1.0, "TLSv1.3 X"),
-        "node": StreamResult("node", 2**30, 2.0, 2.5, "TLSv1.3 X"),
+        "tlskit": StreamResult("tlskit", 2**30, 1.0, 1.0, 0.5, "TLSv1.3 X"),
+        "node": StreamResult("node", 2**30, 2.0, 2.5, 0.5, "TLSv1.3 X"),
     }
     r.scale = {"tlskit": ScaleResult("tlskit", 100, 100, 0, 1.0, mem(1, 1), mem(2, 2), 2, 2, (0.001, 0.002))}
     r.workers = {

@@ -29,6 +29,7 @@ _SCRATCH_SIZE = 256 * 1024
 _COALESCE_LIMIT = 64 * 1024
 _OPEN = EngineState.OPEN
 _HANDSHAKING = EngineState.HANDSHAKING
+_CLOSING = EngineState.CLOSING
 _local = threading.local()
 
 
@@ -158,6 +159,8 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
             self._deliver(chunks)
         elif self._eof:
             self._wake_reader()
+        if self._eof and self._state is _CLOSING and transport is not None:
+            transport.close()  # both close_notify alerts exchanged
 
     def eof_received(self) -> bool:
         if self._state is _HANDSHAKING:
@@ -165,7 +168,8 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
             return False
         self._eof = True
         self._wake_reader()
-        return True  # keep the transport: the application may still answer before closing
+        # Keep the transport so the application may still answer, unless we already said goodbye.
+        return self._state is not _CLOSING
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._state is _HANDSHAKING and self._error is None:
@@ -405,18 +409,26 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         if out and self._transport is not None and not self._transport.is_closing():
             self._transport.write(out)
 
-    def start_close(self) -> None:
-        """Begin a graceful close without waiting: flush, close_notify, then close the socket once sent."""
+    def start_close(self, *, linger: float = 2.0) -> None:
+        """Begin a graceful close without waiting: flush and send close_notify, then close the socket.
+
+        The socket is closed when the peer's close_notify (or EOF) arrives, or after ``linger`` seconds.
+        Closing at once would make the kernel answer the peer's own close_notify with a reset, which kills
+        peers that do not ignore SIGPIPE (``openssl s_server``) before they flush their output.
+        """
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         if self._state is _OPEN:
             self.write_eof()
-        transport.close()
+        if self._eof or self._state is not _CLOSING:
+            transport.close()
+        else:
+            asyncio.get_running_loop().call_later(linger, transport.close)
 
     async def close(self, *, timeout: float = 5.0) -> None:
-        """Send close_notify and close; abort if the peer does not take our last bytes within ``timeout``."""
-        self.start_close()
+        """Send close_notify and close; abort if that does not complete within ``timeout`` seconds."""
+        self.start_close(linger=min(2.0, timeout / 2))
         if not await self.wait_closed(timeout=timeout):
             self.abort()
             await self.wait_closed(timeout=timeout)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -324,16 +325,15 @@ class TLSEngine:
 
 
 def _peer_policy(ctx: ssl.SSLContext) -> Any:
+    return _policy_lookup()(ctx)
+
+
+@functools.cache
+def _policy_lookup() -> Callable[[ssl.SSLContext], Any]:
     # Imported on first use: the context module pulls in the PKI loaders, which a bare engine does not need.
-    global _policy_of
-    if _policy_of is None:
-        from .context import peer_policy
+    from .context import peer_policy
 
-        _policy_of = peer_policy
-    return _policy_of(ctx)
-
-
-_policy_of: Callable[[ssl.SSLContext], Any] | None = None
+    return peer_policy
 
 
 class SNICapture:

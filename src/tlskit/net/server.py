@@ -299,13 +299,12 @@ class Server:
                 await asyncio.wait_for(self._drained.wait(), deadline)
             except TimeoutError:
                 log.info("closing %d connections still open after %g s", len(self._conns), deadline)
-        for conn in list(self._conns):
+        remaining = list(self._conns)
+        for conn in remaining:
             if conn._task is not None:
                 conn._task.cancel()
-            conn.start_close()
-        for conn in list(self._conns):
-            if not await conn.wait_closed(timeout=1.0):
-                conn.abort()
+        # close_notify to all at once; whoever does not finish closing within a second is aborted.
+        await asyncio.gather(*(conn.close(timeout=1.0) for conn in remaining))
         for timer in (self._handshake_sweeper, self._idle_sweeper):
             if timer is not None:
                 timer.cancel()
