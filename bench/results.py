@@ -150,13 +150,15 @@ class Results:
 
     facts: dict[str, str] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
-    commands: dict[str, str] = field(default_factory=dict)
+    commands: list[tuple[str, str]] = field(default_factory=list)  # (what, command line), each variant once
     probes: dict[str, Probe] = field(default_factory=dict)
     memory: dict[str, MemoryResult] = field(default_factory=dict)
     handshakes: dict[str, HandshakeResult] = field(default_factory=dict)
     streams: dict[str, StreamResult] = field(default_factory=dict)
     scale: dict[str, ScaleResult] = field(default_factory=dict)
     workers: dict[int, HandshakeResult] = field(default_factory=dict)
+    split: dict[str, float] = field(default_factory=dict)
+    """In-process server-side µs per handshake by bench/handshake_micro.py variant (median of its rounds)."""
     errors: dict[str, str] = field(default_factory=dict)
     foreign: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per phase: (wall seconds, CPU seconds used on the machine by processes the bench did not start)."""

@@ -20,6 +20,8 @@ import argparse
 import datetime as dt
 import os
 import re
+import shlex
+import signal
 import socket
 import ssl
 import subprocess
@@ -119,8 +121,8 @@ class Bench:
         text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
         if port is not None:
             text = re.sub(rf"(?<= ){port}(?= )", "PORT", text)
-        if text not in self.results.commands.values():
-            self.results.commands[f"{label} ({len(self.results.commands) + 1})"] = text
+        if all(text != seen for _, seen in self.results.commands):
+            self.results.commands.append((label, text))
 
     # -- servers ---------------------------------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class Bench:
              "-servername", "localhost", "-verify_return_error"],
             LOAD_CPU,
         )  # fmt: skip
-        self.note_command("probe", argv)
+        self.note_command("probe: what each server negotiates", argv)
         out = subprocess.run(argv, input="", capture_output=True, text=True, timeout=15, check=False)
         text = out.stdout + out.stderr
 
@@ -193,7 +195,8 @@ class Bench:
                  "--deadline", f"{deadline:g}"],
                 LOAD_CPU,
             )  # fmt: skip
-            self.note_command("idle clients", argv, port)
+            what = "warm-up" if total <= 50 else f"{processes} processes"
+            self.note_command(f"idle clients ({what})", argv, port)
             clients.append(self.procs.spawn("idle", argv))
         opened = failed = 0
         seconds = 0.0
@@ -238,7 +241,8 @@ class Bench:
              "-ciphersuites", TLS13_SUITE, *S_TIME_NO_TRUST],
             cpus,
         )  # fmt: skip
-        self.note_command(f"s_time on CPU {cpus}", argv)
+        what = "warm-up" if seconds <= 1 else f"{processes} processes"
+        self.note_command(f"load: s_time on CPU {cpus} ({what})", argv)
         client0 = children_cpu_seconds()
         start = time.perf_counter()
         procs = [self.procs.spawn("s_time", argv) for _ in range(processes)]
@@ -278,7 +282,7 @@ class Bench:
              "--deadline", "30"],
             LOAD_CPU,
         )  # fmt: skip
-        self.note_command("stream client", argv, port)
+        self.note_command("stream client" + (" (warm-up)" if size <= 16 * MIB else ""), argv, port)
         client = self.procs.spawn("stream", argv)
         try:
             _, sent, received, seconds, *negotiated = client.expect("DONE", timeout=90).split()
@@ -324,6 +328,25 @@ class Bench:
             )
         finally:
             self.procs.stop(server)
+
+    def phase_split(self) -> None:
+        """In-process handshakes (bench/handshake_micro.py) on the server CPU: OpenSSL's share, tickets, engine."""
+        argv = pinned(
+            [
+                PYTHON,
+                str(BENCH_DIR / "handshake_micro.py"),
+                *SPLIT_VARIANTS,
+                "--tsv",
+                "--rounds",
+                str(self.args.split_rounds),
+            ],
+            SERVER_CPU,
+        )
+        self.note_command("in-process handshakes", argv)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True, cwd=ROOT).stdout
+        for line in out.splitlines():
+            variant, median, _minimum = line.split("\t")
+            self.results.split[variant] = float(median)
 
     def phase_workers(self, workers: int) -> None:
         server, port = self.start_server("tlskit", ALL_CPUS, ["--workers", str(workers)])
@@ -373,6 +396,8 @@ class Bench:
                             f"handshakes {key} (round {round_})",
                             lambda key=key: self.phase_handshakes(key),  # type: ignore[misc]
                         )
+            if "split" in phases:
+                self.run_phase("in-process handshakes", self.phase_split)
             if "stream" in phases:
                 for key in order:
                     self.run_phase(f"stream {key}", lambda key=key: self.phase_stream(key))  # type: ignore[misc]
@@ -389,8 +414,10 @@ class Bench:
         return self.results
 
 
-PHASES = ("memory", "handshake", "stream", "scale", "workers")
-QUICK = {"idle": 200, "scale": 1000, "fresh": 2, "seconds": 2, "rounds": 1, "stream_mib": 64}
+PHASES = ("memory", "handshake", "split", "stream", "scale", "workers")
+# handshake_micro.py variants: bare OpenSSL, one session ticket instead of two, none, and tlskit's engine.
+SPLIT_VARIANTS = ("raw", "raw:tickets1", "raw:tickets0", "engine")
+QUICK = {"idle": 200, "scale": 1000, "fresh": 2, "seconds": 2, "rounds": 1, "split_rounds": 2, "stream_mib": 64}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -404,6 +431,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="handshake rounds, interleaved across servers")
     parser.add_argument("--s-time-procs", type=int, default=4, help="concurrent s_time processes")
     parser.add_argument("--stream-mib", type=int, default=1024, help="MiB echoed per server")
+    parser.add_argument("--split-rounds", type=int, default=8, help="rounds of 300 in-process handshakes per variant")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     parser.add_argument(
         "--quiet-wait", type=float, default=60.0, help="total seconds to wait for other load to pass (0: never)"
@@ -418,8 +446,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def command_line(argv: list[str] | None) -> str:
+    """How this run was started, for the report."""
+    extra = sys.argv[1:] if argv is None else argv
+    return shlex.join([".venv/bin/python", "bench/run.py", *extra])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM/SIGHUP unwind through the finally blocks, so every process started is stopped.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     out: Path = args.out or (
         Path(tempfile.gettempdir()) / "tlskit-bench-quick.md" if args.quick else ROOT / "docs" / "benchmarks.md"
     )
@@ -436,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             "bytes echoed per server": f"{args.stream_mib} MiB",
             "wait for other load to pass": f"up to {args.quiet_wait:g} s per run",
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "make bench  (= .venv/bin/python bench/run.py" + (" --quick)" if args.quick else ")"),
+            "command": command_line(argv),
         }
         results = bench.run()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -88,7 +88,10 @@ def test_report_computes_ratios_and_verdicts() -> None:
     assert by_metric["Server CPU per GiB echoed"].met
     workers_row = by_metric["Handshake rate, workers=2 / workers=1"]
     assert workers_row.ratio == pytest.approx(1.5) and workers_row.met is False
+    r.split = {"raw": 180.0, "raw:tickets1": 169.0, "raw:tickets0": 152.0, "engine": 187.0}
     text = report.render(r)
+    assert "one session ticket instead of two saves 11 µs per handshake" in text
+    assert "0.8x target is 280 µs in this run and tlskit needs 300 µs, 20 µs over" in text
     assert (
         "| Server CPU per full TLS 1.3 handshake (µs) | 300 | - | - | 350 | - | 0.86x | <= 0.8x Node | **no** |" in text
     )

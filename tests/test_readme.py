@@ -35,8 +35,8 @@ def test_cli_tour_pki_part_runs(tmp_path: Path) -> None:
     commands = tour.split("# Mutual TLS")[0]
     env = {**os.environ, "PATH": f"{TLSKIT.parent}{os.pathsep}{os.environ['PATH']}"}
     ran = 0
-    for line in commands.splitlines():
-        line = line.strip()
+    for raw in commands.splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         expected = 1 if "exit 1" in line.split("#", 1)[-1] else 0

@@ -189,13 +189,15 @@ def test_client_certificate_from_other_ca_is_refused(pki: PKI) -> None:
             with pytest.raises(TLSError) as info:
                 conn = await connect("127.0.0.1", server.port, context=cctx, server_name="localhost")
                 await conn.read()
-            assert info.value.code != "tls_error" and "certificate" in info.value.message
+            assert info.value.code == "client_cert_rejected" and "certificate" in info.value.message
             for _ in range(100):
                 if seen.errors:
                     break
                 await asyncio.sleep(0.05)
-        assert isinstance(seen.errors[0][0], TLSVerificationError)
-        assert seen.errors[0][0].code in {"untrusted_root", "incomplete_chain"}
+        error = seen.errors[0][0]
+        # The server's wording is about the *client's* certificate, not about its own.
+        assert isinstance(error, TLSVerificationError) and error.code == "client_cert_rejected"
+        assert "client's certificate" in error.message and error.fix
 
     run(main())
 
@@ -218,17 +220,29 @@ def test_allow_list_rejects_other_identity(pki: PKI) -> None:
 
 
 def test_client_verification_failures_are_plain(pki: PKI) -> None:
+    seen = Seen()
+
     async def main() -> None:
         other = server_context(cert=pki.other_server_pem, key=pki.other_server_key)
-        async with await start_server(echo, "127.0.0.1", 0, context=other) as server:
+        async with await start_server(echo, "127.0.0.1", 0, context=other, on_tls_error=seen.on_error) as server:
             with pytest.raises(TLSVerificationError) as info:
                 await connect("127.0.0.1", server.port, context=client_ctx(pki), server_name="localhost")
             assert isinstance(info.value, ssl.SSLCertVerificationError)
             assert info.value.code in {"untrusted_root", "incomplete_chain"} and info.value.fix
+            assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+            for _ in range(100):
+                if seen.errors:
+                    break
+                await asyncio.sleep(0.05)
+        # The server hears the client's unknown_ca alert: it is about the server's own certificate.
+        refused = seen.errors[0][0]
+        assert refused.code == "server_cert_rejected" and "server's certificate" in refused.message, refused
         async with await start_server(echo, "127.0.0.1", 0, context=server_ctx(pki)) as server:
             with pytest.raises(TLSVerificationError) as info:
                 await connect("127.0.0.1", server.port, context=client_ctx(pki), server_name="wrong.example")
             assert info.value.code == "hostname_mismatch"
+            # The sentence names the requested host and the names the certificate does carry.
+            assert "wrong.example" in info.value.message and "localhost" in info.value.message
             # verify=False still connects, and says why verification would have failed.
             insecure = client_ctx(pki, verify=False)
             conn = await connect("127.0.0.1", server.port, context=insecure, server_name="wrong.example")
@@ -554,6 +568,34 @@ def test_reconnecting_client_resumes(pki: PKI) -> None:
         with pytest.raises(ConnectionRefusedError):
             async for _ in gone:
                 pass
+
+    run(main())
+
+
+def test_reconnecting_client_reconnects_after_server_closes(pki: PKI) -> None:
+    """The server ends each connection (close_notify + FIN); a loop body that returns without closing still
+    gets a fresh connection next, and the finished one is closed rather than left open."""
+
+    async def one_message(conn: TLSConnection) -> None:
+        await conn.write(b'{"n": 1}\n')  # then the handler returns: the server closes
+
+    async def main() -> None:
+        async with await start_server(one_message, "127.0.0.1", 0, context=server_ctx(pki)) as server:
+            client = ReconnectingClient(
+                "127.0.0.1", server.port, context=client_ctx(pki), server_name="localhost", initial_backoff=0.01
+            )
+            seen: list[TLSConnection] = []
+            got = []
+            async for conn in client:
+                if seen:
+                    assert seen[-1].closed  # the iterator closed the previous connection before reconnecting
+                seen.append(conn)
+                got += [m async for m in conn.messages(JsonCodec(DelimitedFramer()))]
+                assert conn.at_eof() and not conn.closed  # body returns; nobody here closes the connection
+                if len(seen) == 3:
+                    await client.stop()
+            assert got == [{"n": 1}] * 3 and client.connects == 3
+            assert all(c.closed for c in seen)
 
     run(main())
 

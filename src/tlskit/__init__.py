@@ -34,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "ClientAuth": "tlskit.net.context",
     "server_context": "tlskit.net.context",
     "client_context": "tlskit.net.context",
+    "CrlCheck": "tlskit.net.context",
+    "PeerPolicy": "tlskit.net.context",
     # transport
     "TLSConnection": "tlskit.net.connection",
     "start_server": "tlskit.net.server",
@@ -42,7 +44,28 @@ _EXPORTS: dict[str, str] = {
     "ReconnectingClient": "tlskit.net.client",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "ClientAuth",
+    "CrlCheck",
+    "ExistingFileError",
+    "FrameError",
+    "InputError",
+    "KeyMismatchError",
+    "PassphraseError",
+    "PeerPolicy",
+    "ReconnectingClient",
+    "Server",
+    "TLSConnection",
+    "TLSError",
+    "TLSVerificationError",
+    "TlskitError",
+    "VerificationFailed",
+    "__version__",
+    "client_context",
+    "connect",
+    "server_context",
+    "start_server",
+]
 
 if TYPE_CHECKING:
     from .errors import (
@@ -58,7 +81,7 @@ if TYPE_CHECKING:
     )
     from .net.client import ReconnectingClient, connect
     from .net.connection import TLSConnection
-    from .net.context import ClientAuth, client_context, server_context
+    from .net.context import ClientAuth, CrlCheck, PeerPolicy, client_context, server_context
     from .net.server import Server, start_server
 
 

@@ -20,7 +20,7 @@ R = TypeVar("R")
 #: refused), 2 bad usage or unreadable input.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-PASSPHRASE_ENV = "TLSKIT_PASSPHRASE"
+PASSPHRASE_ENV = "TLSKIT_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 
 
 def fail(message: str, *, code: int = EXIT_USAGE) -> click.exceptions.Exit:
@@ -53,10 +53,14 @@ def read_passphrase(passphrase_file: str | None, *, confirm: bool = False, requi
         try:
             text = Path(passphrase_file).read_bytes()
         except OSError as exc:
-            raise InputError(f"{passphrase_file}: cannot read passphrase file ({exc.strerror})", fix="check the path") from exc
+            raise InputError(
+                f"{passphrase_file}: cannot read passphrase file ({exc.strerror})", fix="check the path"
+            ) from exc
         line = text.splitlines()[0] if text.strip() else b""
         if not line:
-            raise InputError(f"{passphrase_file}: passphrase file is empty", fix="write the passphrase on its first line")
+            raise InputError(
+                f"{passphrase_file}: passphrase file is empty", fix="write the passphrase on its first line"
+            )
         return line
     env = os.environ.get(PASSPHRASE_ENV)
     if env:

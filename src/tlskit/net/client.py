@@ -192,6 +192,8 @@ class ReconnectingClient:
             try:
                 yield conn
             finally:
+                # Close whatever the body left open, never wait for it: after the server's close_notify + FIN
+                # the transport stays open (eof_received lets the application answer), so waiting would hang.
                 self._remember_session(conn)
                 self.current = None
                 if not conn.closed:

@@ -21,7 +21,7 @@ from typing import Any, Protocol, cast
 
 from ..errors import TLSError
 from .engine import SLICE, EngineState, TLSEngine
-from .tlsinfo import tls_error
+from .tlsinfo import peer_chain, tls_error
 
 __all__ = ["ConnectionListener", "MessageCodec", "TLSConnection"]
 
@@ -206,7 +206,14 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
     def _fail(self, exc: BaseException) -> None:
         """A TLS error or a lost connection: remember it, send any alert, close, tell whoever waits."""
         handshaking = self._state is _HANDSHAKING
-        error = tls_error(exc, during="handshake" if handshaking else "connection", server_side=self.server_side)
+        sslobj = self._ssl
+        error = tls_error(
+            exc,
+            during="handshake" if handshaking else "connection",
+            server_side=bool(sslobj.server_side),
+            host=self.server_name,
+            chain=peer_chain(sslobj) if isinstance(exc, ssl.SSLError) else (),
+        )
         if error is not exc:
             error.__cause__ = exc
         self._error = error

@@ -11,7 +11,6 @@ untouched for two sweeps (so one closes between ``idle_timeout`` and 1.5x that).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import signal
 import socket
@@ -184,13 +183,12 @@ class Server:
                 f" ({conn.authorization_error})" if conn.authorization_error else "",
             )  # fmt: skip
         try:
-            task = self._loop.create_task(self._handler(conn))
+            handler = self._handler(conn)
         except Exception:
             log.exception("%s: handler could not start", format_peer(conn.remote_address))
             conn.start_close()
             return
-        conn._task = task
-        task.add_done_callback(functools.partial(self._handler_done, conn))
+        conn._task = self._loop.create_task(self._serve(conn, handler))
 
     def tls_handshake_failed(self, conn: TLSConnection, error: TLSError) -> None:
         self._handshaking.pop(conn, None)
@@ -211,21 +209,19 @@ class Server:
             except Exception:
                 log.exception("on_tls_error hook failed")
 
-    def _handler_done(self, conn: TLSConnection, task: asyncio.Task[Any]) -> None:
-        conn._task = None
-        conn.start_close()
-        exc = None if task.cancelled() else task.exception()
-        if exc is None:
-            return
-        peer = format_peer(conn.remote_address)
-        if isinstance(exc, FrameError):
-            log.warning("%s: closing connection: %s", peer, exc)
-        elif isinstance(exc, TLSError):
-            log.warning("%s: TLS error: %s", peer, exc)
-        elif isinstance(exc, ConnectionError):
-            log.info("%s: connection lost: %s", peer, exc)
-        else:
-            log.error("%s: handler raised %s", peer, type(exc).__name__, exc_info=exc)
+    async def _serve(self, conn: TLSConnection, handler: Coroutine[Any, Any, Any]) -> None:
+        """Run one connection's handler, then close the connection.
+
+        One wrapper coroutine instead of a done-callback: that would cost every idle connection a
+        ``functools.partial``, its argument tuple, a bound method and a copied ``contextvars.Context``.
+        """
+        try:
+            await handler
+        except Exception as exc:
+            _log_handler_error(conn, exc)
+        finally:
+            conn._task = None
+            conn.start_close()
 
     # -- timeouts --------------------------------------------------------------------------------------------
 
@@ -343,6 +339,18 @@ class Server:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _log_handler_error(conn: TLSConnection, exc: Exception) -> None:
+    peer = format_peer(conn.remote_address)
+    if isinstance(exc, FrameError):
+        log.warning("%s: closing connection: %s", peer, exc)
+    elif isinstance(exc, TLSError):
+        log.warning("%s: TLS error: %s", peer, exc)
+    elif isinstance(exc, ConnectionError):
+        log.info("%s: connection lost: %s", peer, exc)
+    else:
+        log.error("%s: handler raised %s", peer, type(exc).__name__, exc_info=exc)
 
 
 def _check_server_context(context: Any) -> None:

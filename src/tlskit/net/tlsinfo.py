@@ -6,18 +6,23 @@ and on plain ``ssl.SSLContext`` objects; nothing touches a socket.
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import TLSError, TLSVerificationError
+from cryptography import x509
+
+from ..errors import TLSError, TlskitError, TLSVerificationError
+from ..pki.problems import Code, Purpose, explain_ssl_error
+from ..pki.verify import verify_chain
 
 __all__ = [
     "CipherInfo",
+    "chain_der",
     "cipher_info",
     "explain_verification",
+    "peer_chain",
     "tls_error",
 ]
 
@@ -93,154 +98,45 @@ def chain_der(sslobj: Any, *, verified: bool) -> list[bytes]:
 
 # --- plain-language errors ---------------------------------------------------------------------------------
 
-# OpenSSL reason code (ssl.SSLError.reason) -> (stable code, plain message, fix).
-_REASONS: dict[str, tuple[str, str, str]] = {
-    "HTTP_REQUEST": ("not_tls", "the peer sent a plaintext HTTP request, not a TLS handshake", "use https://"),
-    "HTTPS_PROXY_REQUEST": ("not_tls", "the peer sent an HTTP proxy CONNECT request, not a TLS handshake", ""),
-    "WRONG_VERSION_NUMBER": (
-        "not_tls",
-        "the peer does not speak TLS (the first bytes are not a TLS record)",
-        "check that both sides use TLS on this port",
-    ),
-    "PACKET_LENGTH_TOO_LONG": ("not_tls", "the peer sent bytes that are not a TLS record", ""),
-    "RECORD_LAYER_FAILURE": ("not_tls", "the peer sent bytes that are not a valid TLS record", ""),
-    "UNSUPPORTED_PROTOCOL": (
-        "protocol_version",
-        "no TLS version is acceptable to both sides",
-        "check min_version/max_version on both sides",
-    ),
-    "TLSV1_ALERT_PROTOCOL_VERSION": (
-        "protocol_version",
-        "the peer refused the TLS version offered",
-        "check min_version/max_version on both sides",
-    ),
-    "NO_SHARED_CIPHER": ("no_shared_cipher", "no cipher suite is acceptable to both sides", "check the cipher lists"),
-    "SSLV3_ALERT_HANDSHAKE_FAILURE": (
-        "handshake_failure",
-        "the peer aborted the handshake (no common cipher, group or signature algorithm?)",
-        "check versions, ciphers and key types on both sides",
-    ),
-    "NO_APPLICATION_PROTOCOL": (
-        "alpn_mismatch",
-        "no ALPN protocol is acceptable to both sides",
-        "configure a common ALPN protocol",
-    ),
-    "TLSV1_ALERT_NO_APPLICATION_PROTOCOL": (
-        "alpn_mismatch",
-        "the peer accepts none of the ALPN protocols offered",
-        "configure a common ALPN protocol",
-    ),
-    "PEER_DID_NOT_RETURN_A_CERTIFICATE": (
-        "client_cert_required",
-        "no client certificate offered, but the server requires one",
-        "the client must present a certificate (cert=, key=)",
-    ),
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED": (
-        "client_cert_required",
-        "the server requires a client certificate and none was sent",
-        "pass cert= and key= to the client context",
-    ),
-    "TLSV1_ALERT_UNKNOWN_CA": (
-        "peer_rejected_certificate",
-        "the peer does not trust our certificate (unknown CA)",
-        "give the peer our CA as a trust anchor",
-    ),
-    "SSLV3_ALERT_BAD_CERTIFICATE": (
-        "peer_rejected_certificate",
-        "the peer rejected our certificate",
-        "check our certificate's names, usage and chain",
-    ),
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED": (
-        "peer_rejected_certificate",
-        "the peer says our certificate has expired",
-        "renew the certificate",
-    ),
-    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": (
-        "peer_rejected_certificate",
-        "the peer could not verify our certificate",
-        "check our certificate's chain and usage",
-    ),
-    "SSLV3_ALERT_CERTIFICATE_REVOKED": ("peer_rejected_certificate", "the peer says our certificate is revoked", ""),
-    "TLSV1_ALERT_ACCESS_DENIED": ("access_denied", "the peer denied access (identity not allowed)", ""),
-    "UNEXPECTED_EOF_WHILE_READING": (
-        "eof",
-        "the peer closed the connection without finishing the TLS exchange",
-        "check the peer's logs: it may have rejected us",
-    ),
-    "UNSAFE_LEGACY_RENEGOTIATION_DISABLED": ("renegotiation", "the peer asked for insecure renegotiation", ""),
-}
 
-# Substrings of OpenSSL's verify messages (X509_verify_cert_error_string) -> (code, fix).
-_VERIFY: tuple[tuple[str, str, str], ...] = (
-    ("hostname mismatch", "hostname_mismatch", "connect with a name the certificate lists, or set server_name="),
-    ("ip address mismatch", "hostname_mismatch", "connect with an address the certificate lists"),
-    ("certificate has expired", "expired", "renew the certificate"),
-    ("not yet valid", "not_yet_valid", "check the clocks, or wait until the certificate is valid"),
-    ("self-signed certificate in certificate chain", "untrusted_root", "add the root CA with ca="),
-    ("self-signed certificate", "self_signed", "trust this certificate explicitly with ca="),
-    ("unable to get local issuer", "untrusted_root", "add the issuing CA with ca=, or send the intermediates"),
-    ("unable to get issuer", "untrusted_root", "add the issuing CA with ca="),
-    ("certificate revoked", "revoked", "the certificate was revoked: get a new one"),
-    ("unsupported certificate purpose", "wrong_purpose", "issue a certificate with the right extended key usage"),
-    ("unable to get certificate crl", "crl_missing", "provide the CRL of every CA in the chain"),
-)
+def tls_error(
+    exc: BaseException,
+    *,
+    during: str = "handshake",
+    server_side: bool = False,
+    host: str | None = None,
+    chain: Sequence[x509.Certificate] = (),
+) -> TLSError:
+    """Translate ``exc`` (usually an ``ssl.SSLError``) into a :class:`TLSError` with code, sentence and fix.
 
-
-def tls_error(exc: BaseException, *, during: str = "handshake", server_side: bool = False) -> TLSError:
-    """Translate ``exc`` (usually an ``ssl.SSLError``) into a :class:`TLSError` with a plain message.
-
-    On the client side :func:`tlskit.pki.diagnose.explain_ssl_error` is asked first, when present: its advice
-    is written for someone connecting to a server.  Servers get the neutral wording below.  The caller keeps
-    ``exc`` as the cause (``raise tls_error(exc) from exc``).
+    The wording comes from :func:`tlskit.pki.problems.explain_ssl_error`, told who the peer is
+    (``server_side``: we are the server, so the peer is a client), the name the client asked for (``host``)
+    and the peer's certificates as sent (``chain``).  The caller keeps ``exc`` as the cause
+    (``raise tls_error(exc) from exc``).
     """
     if isinstance(exc, TLSError):
         return exc
-    explained = None if server_side else _diagnose(exc)
-    if explained is not None:
-        return explained
+    problem = explain_ssl_error(exc, host=host, peer=Purpose.CLIENT if server_side else Purpose.SERVER, chain=chain)
+    message = problem.message
+    if during != "handshake" and problem.code == Code.UNKNOWN:
+        # explain_ssl_error speaks of handshakes; a bad record on an open connection is not one
+        message = message.replace("the TLS handshake failed", f"the TLS {during} failed", 1)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        text = str(exc.verify_message or exc.reason or exc)
-        code, fix = "verify_failed", ""
-        for needle, vcode, vfix in _VERIFY:
-            if needle in text.lower():
-                code, fix = vcode, vfix
-                break
-        err = TLSVerificationError(f"certificate verification failed: {text.rstrip('.')}", code=code, fix=fix)
+        err = TLSVerificationError(message, code=str(problem.code), fix=problem.fix)
         err.verify_code = exc.verify_code or 0
         return err
-    if isinstance(exc, ssl.SSLError):
-        reason = str(exc.reason or "")
-        if reason in _REASONS:
-            code, message, fix = _REASONS[reason]
-            return TLSError(message, code=code, fix=fix)
-        if isinstance(exc, ssl.SSLEOFError):
-            return TLSError(f"the peer closed the connection during the {during}", code="eof")
-        library = f"{exc.library} " if exc.library else ""
-        return TLSError(f"TLS {during} failed ({library}{reason or exc})".strip(), code=reason.lower() or "tls_error")
-    if isinstance(exc, TimeoutError):
-        return TLSError(f"the TLS {during} timed out", code="timeout", fix="check that the peer speaks TLS")
-    if isinstance(exc, ConnectionError | EOFError):
-        return TLSError(f"the peer closed the connection during the {during}", code="eof")
-    return TLSError(f"TLS {during} failed: {exc}", code="tls_error")
+    return TLSError(message, code=str(problem.code), fix=problem.fix)
 
 
-def _diagnose(exc: BaseException) -> TLSError | None:
-    """Ask ``tlskit.pki.diagnose.explain_ssl_error`` (optional module) for a Problem or TLSError."""
+def peer_chain(sslobj: Any) -> list[x509.Certificate]:
+    """The peer's certificates as sent, parsed, also after a failed handshake; [] if none or unparsable.
+
+    A server gets [] for a client certificate that failed verification: OpenSSL keeps no chain it refused.
+    """
     try:
-        from ..pki import diagnose
-    except ImportError:
-        return None
-    explain = getattr(diagnose, "explain_ssl_error", None)
-    if explain is None:
-        return None
-    result = explain(exc)
-    if result is None or isinstance(result, TLSError):
-        return result
-    code, message, fix = (getattr(result, attr, "") for attr in ("code", "message", "fix"))
-    if not message:
-        return None
-    cls = TLSVerificationError if isinstance(exc, ssl.SSLCertVerificationError) else TLSError
-    return cls(str(message), code=str(code or "tls_error"), fix=str(fix))
+        return [x509.load_der_x509_certificate(der) for der in chain_der(sslobj, verified=False)]
+    except ValueError:  # a malformed certificate: the error message then just names no identities
+        return []
 
 
 # --- verification we did not ask OpenSSL for ----------------------------------------------------------------
@@ -254,8 +150,6 @@ def explain_verification(
     Used when a peer was not verified during the handshake (``verify=False``), to report why verification
     would have failed, as Node's ``authorizationError`` does.  ``client_cert`` selects the client profile.
     """
-    from cryptography import x509
-
     if not chain:
         return "the peer presented no certificate"
     roots = ctx.get_ca_certs(binary_form=True)
@@ -264,43 +158,15 @@ def explain_verification(
     try:
         leaf, *rest = (x509.load_der_x509_certificate(der) for der in chain)
         anchors = [x509.load_der_x509_certificate(der) for der in roots]
-    except ValueError as exc:
-        return f"the peer's certificate cannot be parsed ({exc})"
-    verify_chain = _optional_verify_chain()
-    if verify_chain is not None:
-        result = verify_chain(leaf, roots=anchors, intermediates=rest, host=None if client_cert else hostname)
-        if getattr(result, "ok", False):
-            return None
-        problems = getattr(result, "problems", ())
-        return str(problems[0].message) if problems else "the peer's certificate did not verify"
-    return _verify_with_cryptography(leaf, rest, anchors, hostname=hostname, client_cert=client_cert)
-
-
-def _optional_verify_chain() -> Any:
-    try:
-        from ..pki import verify
-    except ImportError:
+        result = verify_chain(
+            leaf,
+            roots=anchors,
+            intermediates=rest,
+            host=None if client_cert else hostname,
+            purpose=Purpose.CLIENT if client_cert else Purpose.SERVER,
+        )
+    except (ValueError, TlskitError) as exc:  # unparsable certificate, or a host verify_chain cannot use
+        return f"the peer's certificate cannot be checked ({exc})"
+    if result.ok:
         return None
-    return getattr(verify, "verify_chain", None)
-
-
-def _verify_with_cryptography(
-    leaf: Any, intermediates: list[Any], anchors: list[Any], *, hostname: str | None, client_cert: bool
-) -> str | None:
-    from cryptography import x509
-    from cryptography.x509 import verification
-
-    builder = verification.PolicyBuilder().store(verification.Store(anchors))
-    try:
-        if client_cert or not hostname:
-            builder.build_client_verifier().verify(leaf, intermediates)
-        else:
-            subject: x509.DNSName | x509.IPAddress
-            try:
-                subject = x509.IPAddress(ipaddress.ip_address(hostname))
-            except ValueError:
-                subject = x509.DNSName(hostname)
-            builder.build_server_verifier(subject).verify(leaf, intermediates)
-    except verification.VerificationError as exc:
-        return f"certificate verification would fail: {exc}"
-    return None
+    return result.problems[0].message if result.problems else "the peer's certificate did not verify"

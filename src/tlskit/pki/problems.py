@@ -338,5 +338,11 @@ def _explain_verify(
         elif code is Code.INCOMPLETE_CHAIN:
             message += f" ('{dn(leaf.issuer)}')"
     if peer is Purpose.CLIENT:  # a server refusing a client: one code, the reason in the sentence
+        if code in (Code.INCOMPLETE_CHAIN, Code.UNTRUSTED_ROOT, Code.SELF_SIGNED):
+            # Advice for the server's operator: the client's CA is the one thing the server decides.
+            fix = (
+                "give the client a certificate issued by a CA this server trusts, "
+                "or add that CA to the server's trusted client CAs (--ca)"
+            )
         return Problem(Code.CLIENT_CERT_REJECTED, f"the client certificate was rejected: {message}", fix)
     return Problem(code, message, fix)
