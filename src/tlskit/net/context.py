@@ -493,9 +493,8 @@ def server_context(
         if auth is not ClientAuth.NONE:
             load_trust(ctx, anchors, system=system_trust, crls=revoked, crl_flags=crl_flags)
         ctx.verify_mode = _VERIFY_MODES[auth]
-        # One TLS 1.3 ticket per handshake instead of OpenSSL's two: each costs an encryption and a record
-        # (~15 us of server CPU, measured in bench/), and a client that resumes gets a fresh one, which is the
-        # single-use pattern RFC 8446 (appendix C.4) recommends anyway.
+        # One TLS 1.3 ticket per handshake instead of OpenSSL's two: each costs an encryption and a record, and a
+        # client that resumes gets a fresh one, the single-use pattern RFC 8446 (appendix C.4) recommends.
         ctx.num_tickets = 1
         _attach_policy(ctx, policy)
         return ctx
