@@ -331,7 +331,7 @@ def test_report_describes_handshake_chain_versions_and_profiles(pki: PKI, tmp_pa
     leaf, intermediate = report.chain
     assert leaf.subject == "CN=localhost" and leaf.issuer == intermediate.subject
     assert (leaf.key_type, leaf.key_bits) == ("RSA", 2048)
-    assert leaf.signature_algorithm == "ecdsa-with-SHA256"
+    assert leaf.signature_algorithm == "ecdsa-with-sha256"
     assert leaf.sans == ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
     assert leaf.eku == ("serverAuth",)
     assert 0 < leaf.days_left <= 398

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .._fileio import read_bytes
 from ..errors import InputError
+
+T = TypeVar("T")
 
 __all__ = [
     "PemKind",
@@ -124,17 +128,20 @@ def load_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
     return load_certificates(path)[0]
 
 
+def _parse_one(data: bytes, source: str, kind: PemKind, pem: Callable[[bytes], T], der: Callable[[bytes], T]) -> T:
+    """Parse one object of ``kind`` from PEM or DER, naming the file and what it holds instead on error."""
+    found = detect_kind(data)
+    if found is not kind:
+        raise _wrong_kind(source, kind, found)
+    try:
+        return pem(data) if b"-----BEGIN" in data else der(data)
+    except ValueError as exc:
+        raise InputError(f"{source}: malformed {kind} ({exc})", fix="check the file") from exc
+
+
 def parse_csr(data: bytes, *, source: str = "<csr>") -> x509.CertificateSigningRequest:
     """Parse a CSR (PEM or DER)."""
-    kind = detect_kind(data)
-    if kind is not PemKind.CSR:
-        raise _wrong_kind(source, PemKind.CSR, kind)
-    try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_csr(data)
-        return x509.load_der_x509_csr(data)
-    except ValueError as exc:
-        raise InputError(f"{source}: malformed certificate signing request ({exc})", fix="check the file") from exc
+    return _parse_one(data, source, PemKind.CSR, x509.load_pem_x509_csr, x509.load_der_x509_csr)
 
 
 def load_csr(path: str | os.PathLike[str]) -> x509.CertificateSigningRequest:
@@ -144,15 +151,7 @@ def load_csr(path: str | os.PathLike[str]) -> x509.CertificateSigningRequest:
 
 def parse_crl(data: bytes, *, source: str = "<crl>") -> x509.CertificateRevocationList:
     """Parse a CRL (PEM or DER)."""
-    kind = detect_kind(data)
-    if kind is not PemKind.CRL:
-        raise _wrong_kind(source, PemKind.CRL, kind)
-    try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError as exc:
-        raise InputError(f"{source}: malformed CRL ({exc})", fix="check the file") from exc
+    return _parse_one(data, source, PemKind.CRL, x509.load_pem_x509_crl, x509.load_der_x509_crl)
 
 
 def load_crl(path: str | os.PathLike[str]) -> x509.CertificateRevocationList:

@@ -148,7 +148,8 @@ def key_description(key: Any) -> tuple[str, int]:
     return type(key).__name__, 0
 
 
-def _general_name(name: x509.GeneralName) -> str:
+def general_name(name: x509.GeneralName) -> str:
+    """A SAN entry as OpenSSL prints it: ``DNS:example.com``, ``IP:127.0.0.1``, ``URI:...``."""
     prefix = {
         x509.DNSName: "DNS",
         x509.IPAddress: "IP",
@@ -178,7 +179,8 @@ def _public_key_fields(public: Any) -> Summary:
     return {"key_type": kind, "key_size": size, "spki_pin": pin}
 
 
-def _sig_name(oid: x509.ObjectIdentifier) -> str:
+def signature_name(oid: x509.ObjectIdentifier) -> str:
+    """A signature algorithm's conventional name (``ecdsa-with-sha256``), or its dotted OID."""
     return _SIG_NAMES.get(oid, oid.dotted_string)
 
 
@@ -207,7 +209,7 @@ def _summarize_certificate(cert: x509.Certificate, now: datetime) -> Summary:
         "expired": now > after,
         "not_yet_valid": now < before,
         "self_issued": cert.issuer == cert.subject,
-        "sans": [_general_name(n) for n in san] if isinstance(san, x509.SubjectAlternativeName) else [],
+        "sans": [general_name(n) for n in san] if isinstance(san, x509.SubjectAlternativeName) else [],
         **_public_key_fields(public),
         "key_usage": _key_usage(ku),
         "extended_key_usage": [usage_name(u) for u in eku] if isinstance(eku, x509.ExtendedKeyUsage) else [],
@@ -220,7 +222,7 @@ def _summarize_certificate(cert: x509.Certificate, now: datetime) -> Summary:
             if isinstance(aki, x509.AuthorityKeyIdentifier) and aki.key_identifier is not None
             else None
         ),
-        "signature_algorithm": _sig_name(cert.signature_algorithm_oid),
+        "signature_algorithm": signature_name(cert.signature_algorithm_oid),
         "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
         "malformed_extensions": broken,
     }
@@ -246,11 +248,11 @@ def _summarize_csr(csr: x509.CertificateSigningRequest) -> Summary:
     return {
         "kind": "csr",
         "subject": csr.subject.rfc4514_string(),
-        "sans": [_general_name(n) for n in san] if isinstance(san, x509.SubjectAlternativeName) else [],
+        "sans": [general_name(n) for n in san] if isinstance(san, x509.SubjectAlternativeName) else [],
         **_public_key_fields(public),
         "requests_ca": bool(isinstance(bc, x509.BasicConstraints) and bc.ca),
         "signature_valid": csr.is_signature_valid,
-        "signature_algorithm": _sig_name(csr.signature_algorithm_oid),
+        "signature_algorithm": signature_name(csr.signature_algorithm_oid),
     }
 
 
@@ -275,7 +277,7 @@ def _summarize_crl(crl: x509.CertificateRevocationList, now: datetime) -> Summar
         "expired": next_update is not None and now > next_update,
         "crl_number": number.crl_number if isinstance(number, x509.CRLNumber) else None,
         "revoked": revoked,
-        "signature_algorithm": _sig_name(crl.signature_algorithm_oid),
+        "signature_algorithm": signature_name(crl.signature_algorithm_oid),
     }
 
 

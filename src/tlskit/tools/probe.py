@@ -25,13 +25,13 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import InputError, TlskitError
 from ..pki.certs import key_matches, utc_now
 from ..pki.diagnose import Code, Problem, Purpose, diagnose_chain, explain_ssl_error
 from ..pki.files import load_certificates, load_crl
-from ..pki.keys import PublicKey, describe_public_key, load_private_key
+from ..pki.inspect import general_name, key_description, signature_name, usage_name
+from ..pki.keys import load_private_key
 from .scan import Handshake, ProtocolVersion, ServerFlight, handshake, probe_context
 
 __all__ = [
@@ -84,15 +84,6 @@ _REJECTION_REASONS = (
     "DECRYPT_ERROR",
     "HANDSHAKE_FAILURE",
 )
-_EKU_NAMES = {
-    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
-    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
-    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
-    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
-    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
-    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
-    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
-}
 
 
 class VersionSupport(enum.StrEnum):
@@ -121,19 +112,13 @@ class CertificateInfo:
     @classmethod
     def from_certificate(cls, cert: x509.Certificate, *, now: dt.datetime | None = None) -> CertificateInfo:
         """Summarize ``cert``; ``days_left`` counts from ``now`` and is negative once it has expired."""
-        key = cert.public_key()
-        if isinstance(key, PublicKey):
-            key_type, key_bits = describe_public_key(key)
-        else:  # DSA and other keys tlskit does not issue
-            key_type, key_bits = type(key).__name__.removesuffix("PublicKey"), getattr(key, "key_size", 0)
+        key_type, key_bits = key_description(cert.public_key())
         try:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            sans = tuple(_general_name(n) for n in san)
+            sans = tuple(map(general_name, cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value))
         except x509.ExtensionNotFound:
             sans = ()
         try:
-            usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            eku = tuple(_EKU_NAMES.get(oid, oid.dotted_string) for oid in usages)
+            eku = tuple(map(usage_name, cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value))
         except x509.ExtensionNotFound:
             eku = ()
         return cls(
@@ -144,7 +129,7 @@ class CertificateInfo:
             days_left=(cert.not_valid_after_utc - utc_now(now)).days,
             key_type=key_type,
             key_bits=key_bits,
-            signature_algorithm=cert.signature_algorithm_oid._name,
+            signature_algorithm=signature_name(cert.signature_algorithm_oid),
             sans=sans,
             eku=eku,
         )
@@ -163,16 +148,6 @@ class CertificateInfo:
             "sans": list(self.sans),
             "eku": list(self.eku),
         }
-
-
-def _general_name(name: x509.GeneralName) -> str:
-    prefix = {
-        x509.DNSName: "DNS",
-        x509.IPAddress: "IP",
-        x509.RFC822Name: "email",
-        x509.UniformResourceIdentifier: "URI",
-    }
-    return f"{prefix.get(type(name), type(name).__name__)}:{name.value}"
 
 
 @dataclass(frozen=True)
