@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from tlskit.pki.files import load_certificates, load_crl
+from tlskit.pki.files import load_certificates, load_crl, load_csr
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 TLSKIT = ROOT_DIR / ".venv" / "bin" / "tlskit"
@@ -312,6 +313,10 @@ def workdir(hierarchy: Hierarchy, tmp_path_factory: pytest.TempPathFactory) -> P
     ok(tlskit("key", "new", "enc-key.pem", "--passphrase-file", "pw", cwd=d))
     (d / "broken.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n")
     (d / "existing.pem").write_text("keep me\n")
+    ok(tlskit("csr", "new", "good.csr", "--key", "client-key.pem", "--cn", "a", cwd=d))
+    der = bytearray(load_csr(d / "good.csr").public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 1  # inside the signature: the CSR still parses but its self-signature no longer verifies
+    (d / "badsig.csr").write_bytes(bytes(der))
     return d
 
 
@@ -333,6 +338,13 @@ BAD_CASES = {
     "existing-issue-output": (["ca", "issue", "ca", "x.example", "--out", "existing"], "existing.pem", "--force"),
     "not-a-ca": (["ca", "issue", "server.pem", "x.example", "--out", "new"], "server.pem", "tlskit ca init"),
     "bad-san": (["ca", "issue", "ca", "bad..name", "--out", "new"], "bad..name", "DNS name"),
+    "bad-csr-signature": (["ca", "sign", "ca", "badsig.csr", "--out", "new.pem"], "badsig.csr", "does not verify"),
+    "pem-as-passphrase-file": (["key", "new", "new.pem", "--passphrase-file", "server.pem"], "server.pem", "not a"),
+    "ca-init-non-empty-dir": (["ca", "init", "."], ".: directory is not empty", "empty directory"),
+    # click's own usage errors get the same one line, pointing at the command's --help
+    "usage-bad-days": (["ca", "issue", "ca", "x", "--out", "new", "--days", "0"], "--days", "tlskit ca issue --help"),
+    "usage-directory-as-file": (["verify", "server.pem", "--ca", "ca"], "'ca' is a directory", "--help"),
+    "usage-bad-key-type": (["key", "new", "new.pem", "--type", "dsa"], "'dsa'", "tlskit key new --help"),
 }
 
 

@@ -7,11 +7,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
 from ..errors import InputError, TlskitError
+from ..pki.files import PemKind, detect_kind
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,6 +45,39 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def _usage_line(exc: click.UsageError) -> click.exceptions.Exit:
+    """Click's usage error (wrong option value, missing argument) as our one line, pointing at --help."""
+    text = " ".join(exc.format_message().split()).rstrip(".")
+    text = text[:1].lower() + text[1:]
+    where = f": see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+    return fail(f"{text}{where}")
+
+
+class OneLineErrorsGroup(click.Group):
+    """The root group: click's usage errors get the same one-line ``tlskit: error:`` form (exit 2) as ours.
+
+    Click would print a usage block and ``Error: ...`` instead; scripts and people then see two formats.
+    """
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # that "error" is the help text itself
+        except click.UsageError as exc:
+            raise _usage_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _usage_line(exc) from None
+
+
 def read_passphrase(passphrase_file: str | None, *, confirm: bool = False, required: bool = False) -> bytes | None:
     """A passphrase from a file (first line), the ``TLSKIT_PASSPHRASE`` variable, or a prompt on a terminal.
 
@@ -56,6 +90,13 @@ def read_passphrase(passphrase_file: str | None, *, confirm: bool = False, requi
             raise InputError(
                 f"{passphrase_file}: cannot read passphrase file ({exc.strerror})", fix="check the path"
             ) from exc
+        kind = detect_kind(text)
+        if kind is not PemKind.UNKNOWN:
+            # Its first line would silently become the passphrase: "-----BEGIN CERTIFICATE-----".
+            raise InputError(
+                f"{passphrase_file}: is a {kind}, not a passphrase file",
+                fix="pass a file holding only the passphrase on its first line",
+            )
         line = text.splitlines()[0] if text.strip() else b""
         if not line:
             raise InputError(

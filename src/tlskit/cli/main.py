@@ -6,9 +6,10 @@ import click
 
 from .. import __version__
 from . import inspect_cmds, net_cmds, pki_cmds, probe_cmds, tools_cmds
+from .common import OneLineErrorsGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=OneLineErrorsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="tlskit")
 def cli() -> None:
     """tlskit: keys, certificates and CAs; mutual-TLS servers and clients; tools to see and explain TLS."""

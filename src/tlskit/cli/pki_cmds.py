@@ -317,7 +317,7 @@ def ca_sign(
     check_writable(out, force=force)
     csr = load_csr(csr_path)
     ca = _load_ca(directory, passphrase_file)
-    cert = ca.sign_csr(csr, profile=Profile(profile), days=days, allow_ca=allow_ca)
+    cert = ca.sign_csr(csr, profile=Profile(profile), days=days, allow_ca=allow_ca, source=csr_path)
     write_atomic(out, certs_to_pem([cert, *ca.intermediates]), force=force)
     _say(f"wrote {out} ({cert.subject.rfc4514_string() or 'empty subject'}, serial {serial_hex(cert.serial_number)})")
 

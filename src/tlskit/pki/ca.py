@@ -366,12 +366,14 @@ class CertificateAuthority:
         days: int | None = None,
         allow_ca: bool = False,
         now: dt.datetime | None = None,
+        source: str = "CSR",
     ) -> x509.Certificate:
         """Sign a CSR after checking its signature.  Its subject and SANs are kept; everything else is ours.
 
         A CSR asking for CA:true is refused unless ``allow_ca``; then it becomes an intermediate CA.
+        ``source`` (the CSR's file name) names it in errors.
         """
-        check_csr_signature(csr)
+        check_csr_signature(csr, source=source)
         try:
             requested = csr.extensions.get_extension_for_class(x509.BasicConstraints).value
         except x509.ExtensionNotFound:
@@ -379,7 +381,7 @@ class CertificateAuthority:
         wants_ca = requested is not None and requested.ca
         if wants_ca and not allow_ca:
             raise InputError(
-                "the CSR asks for a CA certificate (CA:true)", fix="pass allow_ca / --allow-ca if intended"
+                f"{source}: the CSR asks for a CA certificate (CA:true)", fix="pass allow_ca / --allow-ca if intended"
             )
         sans = tuple(csr_names(csr))
         if wants_ca:
@@ -482,6 +484,9 @@ class CertificateAuthority:
             raise InputError(f"{d}: exists and is not a directory", fix="choose another CA directory")
         if (d / _CA_PEM).exists() and not force:
             raise ExistingFileError(f"{d}: already holds a CA", fix="choose another directory or pass --force")
+        if d.is_dir() and not force and any(d.iterdir()):
+            # The CA would mix its private key and index with unrelated files, and --force would later clobber them.
+            raise ExistingFileError(f"{d}: directory is not empty", fix="choose a new or empty directory")
         try:
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
             (d / "certs").mkdir(mode=0o700, exist_ok=True)

@@ -66,15 +66,18 @@ def parse_endpoint(text: str, *, default_host: str | None = None, what: str = "a
         host, port_text = raw[1:close], raw[close + 2 :]
     elif raw.count(":") == 1:
         host, port_text = raw.split(":")
-    elif ":" not in raw:
+    elif ":" not in raw and default_host is not None:
         host, port_text = None, raw
+    elif ":" not in raw:
+        raise InputError(f"{what} {text!r} is not HOST:PORT", fix="write it like localhost:8443 or [::1]:8443")
     else:
         raise InputError(f"{what} {text!r} is ambiguous", fix="put an IPv6 address in brackets: [::1]:8443")
     host = host or default_host
     if not host:
         raise InputError(f"{what} {text!r} has no host", fix="write it as HOST:PORT")
     if not port_text.isdigit() or int(port_text) > 65535:
-        raise InputError(f"{what} {text!r} has no valid port", fix="give a port number from 0 to 65535")
+        low = 0 if default_host is not None else 1  # port 0 ("any free one") only makes sense for listening
+        raise InputError(f"{what} {text!r} has no valid port", fix=f"give a port number from {low} to 65535")
     return Endpoint(host, int(port_text))
 
 
