@@ -78,3 +78,13 @@ def test_errors(pki: PKI, bundle_path: Path) -> None:
         load_pkcs12(pki.server_pem, passphrase=PASS)
     with pytest.raises(InputError, match="not a readable PKCS#12"):
         import_pkcs12(b"\x30\x03\x02\x01\x03", passphrase=PASS)
+
+
+def test_repeated_chain_certificates_are_bundled_once(pki: PKI) -> None:
+    """A server chain file given as the chain too (leaf + intermediate twice) bundles each certificate once."""
+    leaf, *intermediates = load_certificates(pki.server_pem)
+    key = load_private_key(pki.server_key)
+    data = export_pkcs12(leaf, key, passphrase=b"pw", chain=[leaf, *intermediates, leaf, *intermediates])
+    bundle = import_pkcs12(data, passphrase=b"pw")
+    assert bundle.cert == leaf
+    assert list(bundle.chain) == intermediates

@@ -430,3 +430,20 @@ def test_flight_parser_reads_tls12_flight_and_survives_truncation(pki: PKI, tmp_
         bytes(range(256)) * 4,
     ):
         assert parse_server_flight(data).version is None
+
+
+def test_plaintext_port_reports_not_tls_once_without_scanning(tlskit_env: dict[str, str]) -> None:
+    """A port that answers HTTP, not TLS: one ``not_tls`` problem, and no version or suite scan of a non-TLS peer."""
+    import http.server
+    import threading
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        code, report, _ = _run_probe(f"127.0.0.1:{httpd.server_address[1]}", [], tlskit_env)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert code == 1
+    assert [p["code"] for p in report["problems"]] == ["not_tls"]  # type: ignore[index, union-attr]
+    assert not report["versions"] and not report["profiles"]

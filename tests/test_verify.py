@@ -449,3 +449,14 @@ def test_explain_plaintext_peer_and_old_protocol(pki) -> None:
     client_err, _ = _handshake(_client_ctx(pki.root_pem), old, "localhost")
     assert client_err is not None
     assert explain_ssl_error(client_err).code == Code.PROTOCOL_TOO_OLD
+
+
+def test_cli_lists_every_further_problem_on_its_own_line(pki, make_cert) -> None:
+    """Far in the future the leaf and its CAs have all expired: each further problem says which certificate."""
+    leaf, _ = make_cert(name="late")
+    proc = cli(leaf, "--ca", pki.root_pem, "--host", "localhost", "--at", "2099-01-01")
+    assert proc.returncode == 1
+    first, *more = proc.stdout.strip().splitlines()
+    assert first.startswith("INVALID (expired): ")
+    assert more and all(line.startswith("  also (") for line in more)
+    assert len(set(more)) == len(more)  # no repeated lines: each names its certificate

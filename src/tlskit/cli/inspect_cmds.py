@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -29,7 +30,8 @@ def inspect_cmd(*, files: tuple[str, ...], as_json: bool, passphrase_file: str |
     if as_json:
         click.echo(json.dumps(summaries, indent=2))
         return
-    console = Console(highlight=False)
+    # Off a terminal rich assumes 80 columns, which would fold SHA-256 fingerprints mid-byte.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     for index, summary in enumerate(summaries):
         if index:
             console.print()
@@ -91,8 +93,9 @@ def verify_cmd(
         click.echo(f"OK: valid TLS {purpose} certificate{target}: {path}")
     else:
         first, *rest = result.problems
-        more = f" [also: {', '.join(str(p.code) for p in rest)}]" if rest else ""
-        click.echo(f"INVALID ({first.code}): {first.message}; fix: {first.fix}{more}")
+        click.echo(f"INVALID ({first.code}): {first.message}; fix: {first.fix}")
+        for problem in rest:  # every further problem on a line of its own, naming what it is about
+            click.echo(f"  also ({problem.code}): {problem.message}")
     if not result.ok:
         raise click.exceptions.Exit(EXIT_FAILED)
 

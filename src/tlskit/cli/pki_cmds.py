@@ -414,11 +414,11 @@ def pkcs12_export(
     force: bool,
 ) -> None:
     """Bundle KEY, CERT and the chain into OUT, protected by the passphrase."""
-    from ..pki.pkcs12 import export_pkcs12
+    from ..pki.pkcs12 import bundle_chain, export_pkcs12
 
     check_writable(out, force=force)
     certs = load_certificates(cert_path)
-    chain = certs[1:] + (load_certificates(chain_path) if chain_path else [])
+    chain = bundle_chain(certs[0], certs[1:] + (load_certificates(chain_path) if chain_path else []))
     key = _load_key(key_path, key_passphrase_file)
     passphrase = read_passphrase(passphrase_file, confirm=True, required=True)
     data = export_pkcs12(

@@ -22,7 +22,7 @@ from .certs import check_key_matches
 from .files import PemKind, certs_to_pem, detect_kind
 from .keys import PrivateKey, key_to_pem
 
-__all__ = ["KDF_ROUNDS", "Bundle", "export_pkcs12", "import_pkcs12", "load_pkcs12", "save_pkcs12"]
+__all__ = ["KDF_ROUNDS", "Bundle", "bundle_chain", "export_pkcs12", "import_pkcs12", "load_pkcs12", "save_pkcs12"]
 
 #: PBKDF2 iterations: OpenSSL 3's default for PKCS#12 is 2048; more costs little and slows guessing.
 KDF_ROUNDS = 100_000
@@ -65,12 +65,13 @@ def export_pkcs12(
 ) -> bytes:
     """A PKCS#12 bundle of ``key``, ``cert`` and ``chain``; raises KeyMismatchError if the key is not the cert's.
 
-    ``chain`` may start with ``cert`` itself (a server chain file): the duplicate is dropped.
+    ``chain`` may repeat ``cert`` or list an intermediate twice (a server chain file given as ``--chain`` too):
+    duplicates are dropped, the order kept.
     """
     check_key_matches(cert, key, cert_source=cert_source, key_source=key_source)
     if not passphrase:
         raise InputError("a PKCS#12 export needs a passphrase", fix="give --passphrase-file or set TLSKIT_PASSPHRASE")
-    extra = [c for c in chain if c != cert]
+    extra = bundle_chain(cert, chain)
     encryption = (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(KDF_ROUNDS)
@@ -80,6 +81,11 @@ def export_pkcs12(
     )
     name = (friendly_name or _default_name(cert)).encode()
     return pkcs12.serialize_key_and_certificates(name, key, cert, extra or None, encryption)
+
+
+def bundle_chain(cert: x509.Certificate, chain: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """The certificates to bundle beside ``cert``: ``chain`` without ``cert`` and without repeats, in order."""
+    return [c for c in dict.fromkeys(chain) if c != cert]
 
 
 def _default_name(cert: x509.Certificate) -> str:

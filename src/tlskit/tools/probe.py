@@ -363,6 +363,8 @@ def probe(
         elif not chain or not problems:
             problems.append(explain_ssl_error(result.error, host=name, chain=chain))
 
+    # A peer that does not speak TLS at all has no versions or suites to scan: say so once, not six times.
+    scan = scan and not any(p.code == Code.NOT_TLS for p in problems)
     versions, tls12 = _scan(target, alpn=tuple(alpn)) if scan else ({}, [])
     negotiated = result.protocol or result.flight.version
     if (old := _version_problem(versions, negotiated)) is not None:
