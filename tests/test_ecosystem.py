@@ -54,8 +54,9 @@ def test_urllib_with_tlskit_client_context(pki: PKI, https_server: int) -> None:
 
 def test_urllib_without_client_certificate_is_refused(pki: PKI, https_server: int) -> None:
     ctx = client_context(ca=pki.root_pem)
-    # Under TLS 1.3 the server's certificate_required alert arrives after the client's side of the handshake.
-    with pytest.raises(OSError, match=r"(?i)certificate.required"):
+    # Under TLS 1.3 the server's certificate_required alert arrives after the client's side of the handshake;
+    # depending on timing the client reads the alert or only the closed connection.
+    with pytest.raises(OSError, match=r"(?i)certificate.required|EOF occurred|reset by peer|broken pipe"):
         urllib.request.urlopen(f"https://localhost:{https_server}/", context=ctx, timeout=10).read()
 
 
