@@ -46,6 +46,7 @@ class Peer:
     port: int = 0
     lines: list[str] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
+    _drained: bool = False  # the output pipe reached EOF: no more lines will come
 
     @property
     def output(self) -> str:
@@ -64,7 +65,8 @@ class Peer:
                         return m
                 seen = len(self.lines)
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and seen == len(self.lines)):
+                # An exited process may still have output in the pipe: give up only once it is all read.
+                if left <= 0 or (self._drained and seen == len(self.lines)):
                     raise AssertionError(f"peer never printed {pattern!r}; output:\n{self.output_unlocked()}")
                 self._cond.wait(min(left, 0.1))
 
@@ -83,6 +85,7 @@ class Peer:
                 self.lines.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
                 self._cond.notify_all()
         with self._cond:
+            self._drained = True
             self._cond.notify_all()
 
     def stop(self) -> None:
