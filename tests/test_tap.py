@@ -348,9 +348,12 @@ def test_100_mb_each_way_through_the_cli_arrive_byte_exact(tmp_path: Path, tlski
             await writer.drain()
         writer.write_eof()
 
+    server_done = asyncio.Event()
+
     async def bulk_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         server_got["result"], _ = await asyncio.gather(hash_stream(reader), send(writer))
         writer.close()
+        server_done.set()
 
     async def client(port: int) -> tuple[int, str]:
         reader, writer = await asyncio.open_connection(LOCAL, port)
@@ -362,6 +365,8 @@ def test_100_mb_each_way_through_the_cli_arrive_byte_exact(tmp_path: Path, tlski
         async with server(bulk_server) as port:
             with cli_tap(port, "--json", stdout=out, env=tlskit_env) as (tap_port, _):
                 got = await client(tap_port)
+                # The client may finish first; leaving the server's block now would cancel its last reads.
+                await asyncio.wait_for(server_done.wait(), 60)
                 await asyncio.to_thread(wait_for_line, out, '"event": "verdict"')
         return got
 
