@@ -10,7 +10,7 @@ import subprocess
 from rich.console import Console
 
 from conftest import TLSKIT
-from tlskit.demo import TOTAL, run_scenes
+from tlskit.cli.demo import TOTAL, run_scenes
 
 
 def test_tlskit_demo_runs_every_scene_and_exits_0() -> None:

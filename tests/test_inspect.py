@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tlskit.cli.inspect_render import render_text
 from tlskit.pki.ca import CertificateAuthority
 from tlskit.pki.certs import build_csr
 from tlskit.pki.files import load_certificates
-from tlskit.pki.inspect import inspect_file, render_text, serial_hex, summarize
+from tlskit.pki.inspect import inspect_file, serial_hex, summarize
 from tlskit.pki.keys import KeyType, generate_key, save_private_key
 
 NOW = dt.datetime.now(dt.UTC)

@@ -229,8 +229,9 @@ def test_inspect_and_diagnose_survive_every_limbo_certificate(limbo: list[Case])
 
     from cryptography import x509
 
+    from tlskit.cli.inspect_render import render_text
     from tlskit.pki.diagnose import diagnose_chain
-    from tlskit.pki.inspect import render_text, summarize
+    from tlskit.pki.inspect import summarize
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -26,10 +26,10 @@ import pytest
 
 from conftest import PKI, TLSKIT
 from peers import OPENSSL, openssl_server
+from tlskit.cli.demo_tap import run_tap_scene
 from tlskit.errors import InputError
 from tlskit.tools.records import Direction
 from tlskit.tools.tap import Endpoint, Observation, TapOptions, TapServer, parse_endpoint, start_tap
-from tlskit.tools.tap_demo import run_tap_scene
 from tlskit.tools.tap_observer import READABLE
 
 LOCAL = "127.0.0.1"

@@ -12,10 +12,10 @@ from typing import Any
 
 from rich.console import Console
 
+from tlskit.cli.tap_render import JsonRenderer, TextRenderer
 from tlskit.tools.records import Direction
 from tlskit.tools.tap import Observation, PayloadView, TapOptions
 from tlskit.tools.tap_observer import READABLE, ConnectionObserver
-from tlskit.tools.tap_render import JsonRenderer, TextRenderer
 
 LOGIN = b"username=alice&password=hunter2"
 

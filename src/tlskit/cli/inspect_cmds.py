@@ -23,7 +23,8 @@ def inspect_cmd(*, files: tuple[str, ...], as_json: bool, passphrase_file: str |
     """
     from rich.console import Console
 
-    from ..pki.inspect import inspect_file, render
+    from ..pki.inspect import inspect_file
+    from .inspect_render import render
 
     passphrase = read_passphrase(passphrase_file)
     summaries = [s for path in files for s in inspect_file(path, passphrase=passphrase)]

@@ -1,4 +1,4 @@
-"""``tlskit serve``, ``tlskit connect`` and ``tlskit demo``: thin layers over :mod:`tlskit.net` and :mod:`tlskit.demo`.
+"""``tlskit serve``, ``tlskit connect`` and ``tlskit demo``: thin layers over :mod:`tlskit.net` and the demo.
 
 ``serve`` writes its log (listening address, one line per connection, one per failed handshake) on stderr and
 received data on stdout; ``connect`` writes the handshake summary on stderr and the peer's data on stdout, so
@@ -497,7 +497,7 @@ def connect_cmd(
 @handle_errors
 def demo_cmd() -> None:
     """Mutual TLS in a few seconds: a CA, a server pushing JSON, a reconnecting client, a refused client, a tap."""
-    from ..demo import run_demo
+    from .demo import run_demo
 
     code = run_demo()
     if code:

@@ -43,7 +43,7 @@ def tap_cmd(listen: str, target: str, as_json: bool, as_hex: bool, max_bytes: in
 
     from ..errors import InputError
     from ..tools.tap import PayloadView, TapOptions, parse_endpoint, run_tap
-    from ..tools.tap_render import JsonRenderer, TextRenderer
+    from .tap_render import JsonRenderer, TextRenderer
 
     listen_at = parse_endpoint(listen, default_host="127.0.0.1", what="--listen")
     upstream = parse_endpoint(target, what="--to")

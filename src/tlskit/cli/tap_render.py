@@ -13,8 +13,8 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
-from .records import Direction
-from .tap_observer import Observation
+from ..tools.records import Direction
+from ..tools.tap_observer import Observation
 
 __all__ = ["JsonRenderer", "TextRenderer", "describe", "hexdump"]
 

@@ -29,16 +29,16 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from .errors import FrameError, TLSError
-from .net.client import ReconnectingClient, connect
-from .net.context import ClientAuth, client_context, server_context
-from .net.framing import DelimitedFramer, JsonCodec
-from .net.server import format_peer, start_server
-from .pki.ca import CertificateAuthority
-from .pki.certs import Profile
+from ..errors import FrameError, TLSError
+from ..net.client import ReconnectingClient, connect
+from ..net.context import ClientAuth, client_context, server_context
+from ..net.framing import DelimitedFramer, JsonCodec
+from ..net.server import format_peer, start_server
+from ..pki.ca import CertificateAuthority
+from ..pki.certs import Profile
 
 if TYPE_CHECKING:
-    from .net.connection import TLSConnection
+    from ..net.connection import TLSConnection
 
 __all__ = ["DemoReport", "run_demo", "run_scenes"]
 
@@ -264,7 +264,7 @@ _TAP_EVENTS = frozenset({"plaintext", "client_hello", "server_hello", "certifica
 
 
 def _tap_sink(show: _Show) -> Callable[[Any], None]:
-    from .tools.tap_render import describe
+    from .tap_render import describe
 
     def sink(obs: Any) -> None:
         if obs.event not in _TAP_EVENTS:
@@ -282,7 +282,7 @@ def _tap_sink(show: _Show) -> Callable[[Any], None]:
 
 async def _tap_scenes(show: _Show, report: DemoReport) -> None:
     try:
-        from .tools.tap_demo import run_tap_scene
+        from .demo_tap import run_tap_scene
     except ImportError:
         return  # the tap tools are optional for the demo
     steps = iter("ab")
@@ -320,7 +320,7 @@ async def _network_scenes(directory: Path, show: _Show, report: DemoReport, *, t
 
 def run_scenes(console: Console, *, tap: bool = True) -> DemoReport:
     """Run every scene, narrating to ``console``; return what happened.  Must not be called from a running loop."""
-    from .net.server import run
+    from ..net.server import run
 
     report = DemoReport()
     show = _Show(console)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.text import Text
 
-from .tap import Endpoint, Observation, Sink, TapOptions, start_tap
+from ..tools.tap import Endpoint, Observation, Sink, TapOptions, start_tap
 from .tap_render import TextRenderer
 
 __all__ = ["SceneRun", "TapScene", "run_tap_scene", "tap_scene"]
