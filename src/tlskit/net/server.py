@@ -41,13 +41,15 @@ def format_peer(address: Any) -> str:
 
 
 def loop_factory(*, use_uvloop: bool | None = None) -> Callable[[], asyncio.AbstractEventLoop]:
-    """An event loop factory: uvloop's when installed (the ``fast`` extra) unless ``use_uvloop=False``."""
+    """An event loop factory: uvloop's (a dependency on Linux and macOS) unless ``use_uvloop=False``."""
     if use_uvloop is not False:
         try:
             import uvloop
         except ImportError:
             if use_uvloop:
-                raise InputError("uvloop is not installed", fix="pip install 'tlskit[fast]'") from None
+                raise InputError(
+                    "uvloop is not installed", fix="pip install uvloop (Windows has none: use use_uvloop=False)"
+                ) from None
         else:
             factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
             return factory
