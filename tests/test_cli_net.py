@@ -26,7 +26,7 @@ import pytest
 
 from conftest import TLSKIT
 from peers import NODE, OPENSSL, Peer, needs_node, openssl_server, port_from_port_line, running, start
-from tlskit.net.context import spki_pin
+from tlskit.pki.inspect import spki_pin
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 TIMEOUT = 20.0
@@ -283,7 +283,7 @@ def test_serve_exec_with_peer_environment(pki: Any) -> None:
 def test_serve_allow_cn(pki: Any) -> None:
     with serve(*server_args(pki, "--ca", pki.root_pem, "--echo", "--allow-cn", "someone-else")) as server:
         refused = tlskit(*client_args(pki, server.port), stdin=b"hi\n")
-        server.wait_for(r"handshake failed \(\w+\): .*not in the allow-list")
+        server.wait_for(r"refused \(peer_not_allowed\): .*not in the allow-list")
     # TLS 1.3: the client finished its handshake before the server refused; it gets no data back.
     assert refused.stdout == ""
     assert "connected:" not in server.output

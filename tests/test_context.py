@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import shutil
 import socket
 import ssl
+import stat
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -24,16 +26,7 @@ from cryptography.hazmat.primitives import serialization
 
 from conftest import PKI, MakeCert
 from tlskit.errors import InputError, KeyMismatchError, PassphraseError
-from tlskit.net.context import (
-    ClientAuth,
-    CrlCheck,
-    PeerPolicy,
-    client_context,
-    peer_policy,
-    server_context,
-    spki_pin,
-    tls_version_from_str,
-)
+from tlskit.net.context import ClientAuth, CrlCheck, KeyLogWarning, client_context, server_context, tls_version_from_str
 from tlskit.pki.ca import CertificateAuthority
 from tlskit.pki.certs import CertSpec, Profile, build_certificate
 from tlskit.pki.files import load_certificate, load_certificates
@@ -495,87 +488,44 @@ def test_crl_input_errors(pki: PKI) -> None:
         )
 
 
-# --- peer policy: pins and allow-list ---------------------------------------------------------------------
+# --- key logging: only when asked -------------------------------------------------------------------------
 
 
-def test_pins_checked_by_policy(pki: PKI, server_ctx: ssl.SSLContext) -> None:
-    leaf, intermediate = load_certificates(pki.server_pem)
-    ctx = client_context(ca=pki.root_pem, pins=[spki_pin(intermediate), "sha256:" + "A" * 43 + "="])
-    policy = peer_policy(ctx)
-    assert policy is not None and len(policy.pins) == 2
-    out = handshake(server_ctx, ctx)
-    assert out.ok and out.server_cert is not None
-    # Python 3.11 exposes only the leaf: a pin on the intermediate needs the chain the connection layer builds.
-    assert policy.check([out.server_cert]) == "the peer's public key matches none of the 2 pinned keys"
-    assert policy.check([out.server_cert, intermediate.public_bytes(serialization.Encoding.DER)]) is None
-    leaf_pin = peer_policy(client_context(ca=pki.root_pem, pins=[spki_pin(leaf)]))
-    assert leaf_pin is not None and leaf_pin.check([out.server_cert]) is None
-    assert peer_policy(client_context(ca=pki.root_pem)) is None
-    assert policy.check([]) == "the peer presented no certificate"
+def test_keylog_only_when_asked(pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inherited = tmp_path / "inherited.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(inherited))
+    # A server never reads SSLKEYLOGFILE: a key log decrypts every connection it ever served.
+    srv = server_context(cert=pki.server_pem, key=pki.server_key)
+    assert srv.keylog_filename is None
+    # A client honours it, as browsers and curl do, but says so.
+    with pytest.warns(KeyLogWarning, match="SSLKEYLOGFILE is set"):
+        cli = client_context(ca=pki.root_pem)
+    assert handshake(srv, cli).ok
+    assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in inherited.read_text()
+    monkeypatch.delenv("SSLKEYLOGFILE")
+    assert client_context(ca=pki.root_pem).keylog_filename is None
 
 
-def test_pin_formats() -> None:
-    digest = "sha256:" + "q" * 43 + "="
-    curl_style = digest.replace(":", "//", 1)
-    built = PeerPolicy.build(pins=[digest, curl_style])
-    assert built is not None and len(built.pins) == 1
-    for bad in ("sha1:AAAA", "sha256:not base64!", "sha256:" + "A" * 20, "nothing"):
-        with pytest.raises(InputError, match="invalid pin"):
-            PeerPolicy.build(pins=[bad])
-
-
-def test_allow_list_for_mutual_tls(pki: PKI) -> None:
-    srv = server_context(
-        cert=pki.server_pem, key=pki.server_key, ca=pki.root_pem, client_auth="required", allow_peers=["CN:Client"]
-    )
-    out = handshake(srv, client_context(ca=pki.root_pem, cert=pki.client_pem, key=pki.client_key))
-    assert out.ok and out.client_cert is not None
-    policy = peer_policy(srv)
-    assert policy is not None and policy.allow_cn == {"client"}
-    assert policy.check([out.client_cert]) is None
-    assert PeerPolicy.build(allow_peers=["dns:CLIENT"]).check([out.client_cert]) is None  # type: ignore[union-attr]
-    other = PeerPolicy.build(allow_peers=["DNS:someone", "URI:spiffe://x/y"])
-    assert other is not None
-    assert other.check([out.client_cert]) == "the peer's identity (CN:client, DNS:client) is not in the allow-list"
-
-
-def test_allow_list_validation(pki: PKI) -> None:
-    with pytest.raises(InputError, match="CN:NAME, DNS:NAME or URI:URI"):
-        PeerPolicy.build(allow_peers=["client"])
-    with pytest.raises(InputError, match="client_auth"):
-        server_context(cert=pki.server_pem, key=pki.server_key, allow_peers=["CN:client"])
-
-
-def test_policy_rides_on_sni_contexts(pki: PKI, sni_certs: dict[str, tuple[Path, Path]]) -> None:
-    srv = server_context(
-        cert=pki.server_pem,
-        key=pki.server_key,
-        sni=sni_certs,
-        ca=pki.root_pem,
-        client_auth="required",
-        allow_peers=["CN:client"],
-    )
-    assert srv.sni_callback is not None
-    selected = srv.sni_callback.select("a.example")  # type: ignore[attr-defined]
-    assert selected is not srv and peer_policy(selected) == peer_policy(srv)
-
-
-# --- SSLKEYLOGFILE ---------------------------------------------------------------------------------------
-
-
-def test_sslkeylogfile_written(
-    pki: PKI, server_ctx: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    log = tmp_path / "keys.log"
-    monkeypatch.setenv("SSLKEYLOGFILE", str(log))
-    assert handshake(server_ctx, client_context(ca=pki.root_pem)).ok
-    assert handshake(server_ctx, client_context(ca=pki.root_pem, max_version="1.2")).ok
-    text = log.read_text()
-    assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in text  # TLS 1.3
-    assert "CLIENT_RANDOM" in text  # TLS 1.2
-    monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "missing-dir" / "keys.log"))
-    with pytest.raises(InputError, match="SSLKEYLOGFILE"):
-        client_context(ca=pki.root_pem)
+def test_keylog_file_is_private(pki: PKI, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        log = tmp_path / "keys.log"
+        srv = server_context(cert=pki.server_pem, key=pki.server_key, keylog=log)
+        assert handshake(srv, client_context(ca=pki.root_pem)).ok
+        assert handshake(srv, client_context(ca=pki.root_pem, max_version="1.2")).ok
+        assert stat.S_IMODE(log.stat().st_mode) == 0o600  # not 0644 from the umask
+        text = log.read_text()
+        assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in text and "CLIENT_RANDOM" in text  # TLS 1.3 and 1.2
+        # An existing key log that others can read is refused, not appended to.
+        shared = tmp_path / "shared.log"
+        shared.write_text("")
+        shared.chmod(0o644)
+        with pytest.raises(InputError, match="not a private regular file"):
+            client_context(ca=pki.root_pem, keylog=shared)
+        with pytest.raises(InputError, match="cannot open the key log"):
+            client_context(ca=pki.root_pem, keylog=tmp_path / "missing-dir" / "keys.log")
+    finally:
+        os.umask(old)
 
 
 # --- interop: openssl s_client against a server_context server ------------------------------------------

@@ -153,7 +153,7 @@ def test_save_refuses_to_overwrite(tmp_path: Path) -> None:
     path = tmp_path / "k.pem"
     save_private_key(generate_key(), path)
     original = path.read_bytes()
-    with pytest.raises(ExistingFileError, match="--force"):
+    with pytest.raises(ExistingFileError, match="force=True"):  # the library names its parameter; the CLI, --force
         save_private_key(generate_key(), path)
     assert path.read_bytes() == original
     save_private_key(generate_key(), path, force=True)

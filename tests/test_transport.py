@@ -19,6 +19,7 @@ from tlskit.net.client import Jitter, ReconnectingClient, connect
 from tlskit.net.connection import TLSConnection
 from tlskit.net.context import ClientAuth, client_context, server_context
 from tlskit.net.framing import DelimitedFramer, JsonCodec
+from tlskit.net.policy import PeerPolicy
 from tlskit.net.server import Server, loop_factory, start_server
 
 LOOPS = ["asyncio", "uvloop"]
@@ -206,8 +207,11 @@ def test_allow_list_rejects_other_identity(pki: PKI) -> None:
     seen = Seen()
 
     async def main() -> None:
-        ctx = server_ctx(pki, ca=pki.root_pem, client_auth=ClientAuth.REQUIRED, allow_peers=["CN:someone-else"])
-        server = await start_server(seen.handler(), "127.0.0.1", 0, context=ctx, on_tls_error=seen.on_error)
+        ctx = server_ctx(pki, ca=pki.root_pem, client_auth=ClientAuth.REQUIRED)
+        policy = PeerPolicy(allow_cn=["someone-else"])
+        server = await start_server(
+            seen.handler(), "127.0.0.1", 0, context=ctx, policy=policy, on_tls_error=seen.on_error
+        )
         async with server:
             cctx = client_ctx(pki, cert=pki.client_pem, key=pki.client_key)
             conn = await connect("127.0.0.1", server.port, context=cctx, server_name="localhost")

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import ExistingFileError, InputError
 
-__all__ = ["check_writable", "read_bytes", "write_atomic", "write_many"]
+__all__ = ["check_writable", "open_private_append", "read_bytes", "write_atomic", "write_many"]
 
 
 def read_bytes(path: str | os.PathLike[str], *, what: str = "file") -> bytes:
@@ -38,7 +40,7 @@ def check_writable(path: str | os.PathLike[str], *, force: bool = False) -> Path
     if p.is_dir():
         raise InputError(f"{p}: is a directory", fix="name a file to write")
     if p.exists() and not force:
-        raise ExistingFileError(f"{p}: already exists", fix="choose another name or pass --force to overwrite")
+        raise ExistingFileError(f"{p}: already exists", fix="choose another name, or pass force=True to overwrite")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"{parent}: directory does not exist", fix="create it first")
@@ -97,3 +99,25 @@ def write_many(items: Iterable[tuple[str | os.PathLike[str], bytes, bool]], *, f
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return [t for t, _, _ in plan]
+
+
+def open_private_append(path: str | os.PathLike[str], *, what: str = "file") -> BinaryIO:
+    """Open ``path`` for appending, creating it with mode 0600; refuse an existing file others may read.
+
+    For files that hold secrets as they accumulate (a TLS key log): created private from the first byte, never
+    through the umask, and never a file that someone else could already be reading.
+    """
+    p = Path(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(p, flags, 0o600)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot open the {what} ({exc.strerror})", fix="name a writable file") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077:
+        os.close(fd)
+        raise InputError(
+            f"{p}: the {what} exists and is not a private regular file (mode {stat.S_IMODE(info.st_mode):o})",
+            fix="remove it, or chmod 600 it if it is yours",
+        )
+    return os.fdopen(fd, "ab")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ssl
 
 __all__ = [
-    "CertificateVerificationError",
     "ExistingFileError",
     "FrameError",
     "InputError",
@@ -20,7 +19,6 @@ __all__ = [
     "TLSError",
     "TLSVerificationError",
     "TlskitError",
-    "VerificationFailed",
 ]
 
 
@@ -53,17 +51,6 @@ class KeyMismatchError(InputError):
 
 class ExistingFileError(TlskitError, FileExistsError):
     """An output file exists and overwriting it was not asked for (``force=True`` / ``--force``)."""
-
-
-class VerificationFailed(TlskitError):
-    """A certificate chain did not verify.  ``code`` is a stable identifier such as ``"expired"``."""
-
-    def __init__(self, message: str, *, code: str, fix: str = "") -> None:
-        super().__init__(message, fix=fix)
-        self.code = code
-
-
-CertificateVerificationError = VerificationFailed
 
 
 class FrameError(TlskitError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +25,58 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PASSPHRASE_ENV = "TLSKIT_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 
 
+# The library names its parameters in messages ("pass force=True", "trust it (ca=)"); people at the command
+# line read flags.  Each library parameter -> the flag that sets it.
+_FLAGS = {
+    "force": "--force",
+    "ca": "--ca",
+    "intermediates": "--chain",
+    "path_length": "--path-length",
+    "name": "--name",
+    "allow_ca": "--allow-ca",
+    "sans": "--san",
+    "cn": "--cn",
+    "subject": "--subject",
+    "csr": "--csr",
+    "days": "--days",
+    "passphrase": "--passphrase-file",
+    "cert": "--cert",
+    "key": "--key",
+    "server_name": "--servername",
+    "timeout": "--timeout",
+    "target": "--to",
+    "listen": "--listen",
+    "client_auth": "--client-auth",
+    "pins": "--pin",
+    "keylog": "--keylog",
+    "verify": "--insecure",
+}
+_PARAMETER = re.compile(r"\b(?P<name>[a-z][a-z_]*)=(?P<value>[A-Za-z0-9][\w.-]*)?")
+_SPECIAL = {
+    "verify=True": "verification on (no --insecure)",
+    "profile=Profile.CLIENT": "tlskit ca issue --client",
+    "profile=Profile.SERVER": "tlskit ca issue without --client",
+}
+
+
+def to_flags(text: str) -> str:
+    """A library message in command-line words: ``force=True`` -> ``--force``, ``days=1`` -> ``--days 1``."""
+
+    def flag(m: re.Match[str]) -> str:
+        if m[0] in _SPECIAL:
+            return _SPECIAL[m[0]]
+        name, value = m["name"], m["value"]
+        option = _FLAGS.get(name)
+        if option is None:
+            return m[0]
+        return option if value in (None, "True") else f"{option} {value}"
+
+    return _PARAMETER.sub(flag, text)
+
+
 def fail(message: str, *, code: int = EXIT_USAGE) -> click.exceptions.Exit:
-    """Print one ``tlskit: error: ...`` line on stderr and return an Exit to raise."""
-    click.echo(f"tlskit: error: {message}", err=True)
+    """Print one ``tlskit: error: ...`` line on stderr (library parameters named as flags); return an Exit."""
+    click.echo(f"tlskit: error: {to_flags(message)}", err=True)
     return click.exceptions.Exit(code)
 
 

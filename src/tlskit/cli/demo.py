@@ -36,6 +36,7 @@ from ..net.framing import DelimitedFramer, JsonCodec
 from ..net.server import format_peer, start_server
 from ..pki.ca import CertificateAuthority
 from ..pki.certs import Profile
+from .common import to_flags
 
 if TYPE_CHECKING:
     from ..net.connection import TLSConnection
@@ -224,7 +225,7 @@ async def _push_and_reconnect(files: _Files, server: _PushServer, port: int, sho
 
 
 def _explain(exc: TLSError) -> str:
-    return f"({exc.code}) {exc.message}" + (f"; fix: {exc.fix}" if exc.fix else "")
+    return f"({exc.code}) {exc.message}" + (f"; fix: {to_flags(exc.fix)}" if exc.fix else "")
 
 
 async def _refused_client(files: _Files, server: _PushServer, port: int, show: _Show, report: DemoReport) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .common import EXIT_FAILED, handle_errors, passphrase_option, read_passphrase
+from .common import EXIT_FAILED, handle_errors, passphrase_option, read_passphrase, to_flags
 
 
 @click.command("inspect")
@@ -94,7 +94,7 @@ def verify_cmd(
         click.echo(f"OK: valid TLS {purpose} certificate{target}: {path}")
     else:
         first, *rest = result.problems
-        click.echo(f"INVALID ({first.code}): {first.message}; fix: {first.fix}")
+        click.echo(f"INVALID ({first.code}): {first.message}; fix: {to_flags(first.fix)}")
         for problem in rest:  # every further problem on a line of its own, naming what it is about
             click.echo(f"  also ({problem.code}): {problem.message}")
     if not result.ok:

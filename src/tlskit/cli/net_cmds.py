@@ -29,6 +29,7 @@ from .net_io import CHUNK, Framing, StdinReader, describe, echo, failure, pump_i
 if TYPE_CHECKING:
     from ..net.connection import MessageCodec, TLSConnection
     from ..net.context import ClientAuth
+    from ..net.policy import PeerPolicy
 
 __all__ = ["commands", "connect_cmd", "demo_cmd", "parse_address", "serve_cmd"]
 
@@ -81,7 +82,8 @@ class ServeOptions:
     client_auth: ClientAuth
     alpn: tuple[str, ...]
     sni: tuple[tuple[str, str, str], ...]
-    allow_peers: tuple[str, ...]
+    peers: PeerOptions
+    keylog: str | None
     mode: Mode
     command: str | None
     framing: Framing
@@ -102,8 +104,31 @@ class ServeOptions:
             client_auth=self.client_auth,
             alpn=self.alpn,
             sni={name: (cert, key) for name, cert, key in self.sni} or None,
-            allow_peers=self.allow_peers or None,
+            keylog=self.keylog,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerOptions:
+    """``--allow-cn/--allow-dns/--allow-ip/--allow-uri/--pin``: the peer policy, built by the library."""
+
+    allow_cn: tuple[str, ...] = ()
+    allow_dns: tuple[str, ...] = ()
+    allow_ip: tuple[str, ...] = ()
+    allow_uri: tuple[str, ...] = ()
+    pins: tuple[str, ...] = ()
+
+    def policy(self) -> PeerPolicy | None:
+        from ..net.policy import PeerPolicy
+
+        policy = PeerPolicy(
+            allow_cn=self.allow_cn,
+            allow_dns=self.allow_dns,
+            allow_ip=self.allow_ip,
+            allow_uri=self.allow_uri,
+            pins=self.pins,
+        )
+        return policy or None
 
 
 def _parse_sni(entry: str) -> tuple[str, str, str]:
@@ -114,16 +139,22 @@ def _parse_sni(entry: str) -> tuple[str, str, str]:
     return name, cert, key
 
 
+# Inherited variables an --exec child must not see: secrets (a key's passphrase, where session keys go) and
+# every TLSKIT_* variable, so the only TLSKIT_* a child sees are the facts about its peer set below.
+_SECRET_ENV = ("SSLKEYLOGFILE",)
+
+
 def _peer_env(conn: TLSConnection) -> dict[str, str]:
-    """Environment for ``--exec``: who is on the other end (like stunnel's and ncat's variables)."""
+    """Environment for ``--exec``: who is on the other end (like stunnel's and ncat's variables), and no secrets."""
     from cryptography.x509.oid import NameOID
 
     from ..net.server import format_peer
 
     cert = conn.peer_certificate
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME) if cert else []
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("TLSKIT_") and k not in _SECRET_ENV}
     return {
-        **os.environ,
+        **inherited,
         "TLSKIT_PEER_ADDR": format_peer(conn.remote_address),
         "TLSKIT_PEER_CN": str(cns[0].value) if cns else "",
         "TLSKIT_PEER_SUBJECT": cert.subject.rfc4514_string() if cert else "",
@@ -183,10 +214,10 @@ async def _exec(
 
 
 class _DropHandshakeRecords(logging.Filter):
-    """The server logs each failed handshake; ``serve`` prints its own line (with code and fix) instead."""
+    """The server logs each failed or refused handshake; ``serve`` prints its own line (code and fix) instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "tlskit.server" and str(record.msg).startswith("TLS handshake with"))
+        return not hasattr(record, "tls_error")
 
 
 def _log_to_stderr(prefix: str, *loggers: str) -> None:
@@ -201,6 +232,7 @@ def _log_to_stderr(prefix: str, *loggers: str) -> None:
 
 async def serve_async(opts: ServeOptions) -> int:
     """Run ``tlskit serve`` until SIGTERM/SIGINT."""
+    from ..net.policy import REFUSAL_CODES
     from ..net.server import format_peer, start_server
 
     def log(text: str) -> None:
@@ -209,11 +241,6 @@ async def serve_async(opts: ServeOptions) -> int:
     async def handler(conn: TLSConnection) -> None:
         peer = format_peer(conn.remote_address)
         log(f"{peer} connected: {describe(conn)}")
-        if not conn.authorized and conn.peer_certificate is not None:
-            # client-auth optional: a certificate was offered but the allow-list refused it (required mode
-            # never gets here: the server refuses those itself).
-            log(f"{peer} refused: {conn.authorization_error}")
-            return
         codec = opts.framing.codec()
         try:
             if opts.mode is Mode.ECHO:
@@ -228,14 +255,16 @@ async def serve_async(opts: ServeOptions) -> int:
         log(f"{peer} closed")
 
     def on_tls_error(error: TLSError, address: Any) -> None:
-        log(failure(error, f"{format_peer(address)} handshake failed"))
+        what = "refused" if error.code in REFUSAL_CODES else "handshake failed"
+        log(failure(error, f"{format_peer(address)} {what}"))
 
-    _log_to_stderr("serve", "tlskit.server", "tlskit.workers")
+    _log_to_stderr("serve", "tlskit.server", "tlskit.policy")
     server = await start_server(
         handler,
         opts.host,
         opts.port,
         context=opts.context(),
+        policy=opts.peers.policy(),
         handshake_timeout=opts.handshake_timeout,
         max_connections=opts.max_connections,
         on_tls_error=on_tls_error,
@@ -260,6 +289,7 @@ class ConnectOptions:
     port: int
     server_name: str | None
     insecure: bool
+    policy: PeerPolicy | None
     framing: Framing
     reconnect: bool
 
@@ -295,7 +325,9 @@ async def connect_async(opts: ConnectOptions, context: ssl.SSLContext) -> int:
 
     if opts.reconnect:
         _log_to_stderr("connect", "tlskit.client")
-        client = ReconnectingClient(opts.host, opts.port, context=context, server_name=opts.server_name)
+        client = ReconnectingClient(
+            opts.host, opts.port, context=context, policy=opts.policy, server_name=opts.server_name
+        )
         async for conn in client:
             show(conn)
             try:
@@ -307,7 +339,7 @@ async def connect_async(opts: ConnectOptions, context: ssl.SSLContext) -> int:
         return EXIT_OK
 
     try:
-        conn = await connect(opts.host, opts.port, context=context, server_name=opts.server_name)
+        conn = await connect(opts.host, opts.port, context=context, policy=opts.policy, server_name=opts.server_name)
     except TLSError as exc:
         raise fail(failure(exc, f"handshake with {where} failed"), code=EXIT_FAILED) from None
     except OSError as exc:
@@ -333,6 +365,34 @@ _frames_option = click.option(
     default=None,
     help="Message framing: raw bytes (default), lines, 4-byte length prefix, or a delimiter in hex (efbfbd: U+FFFD).",
 )
+_keylog_option = click.option(
+    "--keylog",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Append the TLS session keys to FILE (created 0600) so Wireshark can decrypt this traffic.",
+)
+
+
+def _peer_options(who: str) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    """--allow-cn/--allow-dns/--allow-ip/--allow-uri/--pin: only listed or pinned peers may talk."""
+    options = [
+        click.option("--allow-cn", multiple=True, metavar="NAME", help=f"Accept only {who} with this CN (repeatable)."),
+        click.option("--allow-dns", multiple=True, metavar="NAME", help="... or this DNS name SAN (repeatable)."),
+        click.option("--allow-ip", multiple=True, metavar="ADDR", help="... or this IP address SAN (repeatable)."),
+        click.option("--allow-uri", multiple=True, metavar="URI", help="... or this URI SAN, e.g. a SPIFFE ID."),
+        click.option(
+            "--pin", multiple=True, metavar="sha256:B64", help=f"Accept only {who} with this public key (repeatable)."
+        ),
+    ]
+
+    def apply(func: click.decorators.FC) -> click.decorators.FC:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
 _json_option = click.option("--json", "as_json", is_flag=True, help="Messages are JSON values, one per line on stdio.")
 
 
@@ -357,8 +417,8 @@ def _run(main: Coroutine[Any, Any, int]) -> None:
 )
 @click.option("--alpn", multiple=True, help="ALPN protocols to accept, in preference order (repeatable).")
 @click.option("--sni", multiple=True, metavar="NAME=CERT,KEY", help="Another certificate for a server name.")
-@click.option("--allow-cn", multiple=True, help="Accept only clients with this CN (repeatable).")
-@click.option("--allow-dns", multiple=True, help="Accept only clients with this DNS name (repeatable).")
+@_peer_options("clients")
+@_keylog_option
 @click.option("--echo", is_flag=True, help="Send back what arrives (messages, with --frames).")
 @click.option("--exec", "command", metavar="CMD", help="Connect each connection to CMD's stdin/stdout.")
 @_frames_option
@@ -387,6 +447,10 @@ def serve_cmd(
     sni: tuple[str, ...],
     allow_cn: tuple[str, ...],
     allow_dns: tuple[str, ...],
+    allow_ip: tuple[str, ...],
+    allow_uri: tuple[str, ...],
+    pin: tuple[str, ...],
+    keylog: str | None,
     echo: bool,
     command: str | None,
     frames: str | None,
@@ -415,7 +479,8 @@ def serve_cmd(
         client_auth=auth,
         alpn=alpn,
         sni=tuple(_parse_sni(entry) for entry in sni),
-        allow_peers=(*(f"CN:{n}" for n in allow_cn), *(f"DNS:{n}" for n in allow_dns)),
+        peers=PeerOptions(allow_cn=allow_cn, allow_dns=allow_dns, allow_ip=allow_ip, allow_uri=allow_uri, pins=pin),
+        keylog=keylog,
         mode=Mode.EXEC if command else Mode.ECHO if echo else Mode.PRINT,
         command=command,
         framing=Framing.from_options(frames, as_json),
@@ -423,7 +488,9 @@ def serve_cmd(
         handshake_timeout=handshake_timeout,
         max_connections=max_connections,
     )
-    opts.context()  # bad files are a usage error (exit 2) before anything listens
+    from ..net.policy import validate_policy
+
+    validate_policy(opts.peers.policy(), opts.context())  # bad files or options: exit 2 before anything listens
     _run(serve_async(opts))
 
 
@@ -435,7 +502,8 @@ def serve_cmd(
 @click.option("--servername", help="Name to send as SNI and to verify (default: HOST).")
 @click.option("--alpn", multiple=True, help="ALPN protocols to offer (repeatable).")
 @click.option("--insecure", is_flag=True, help="Do not verify the server (still report what verification says).")
-@click.option("--pin", multiple=True, metavar="sha256:B64", help="Accept only this server public key (repeatable).")
+@_peer_options("servers")
+@_keylog_option
 @click.option(
     "--crl", multiple=True, metavar="FILE", help="Refuse a server certificate revoked by this CRL (repeatable)."
 )
@@ -456,7 +524,12 @@ def connect_cmd(
     servername: str | None,
     alpn: tuple[str, ...],
     insecure: bool,
+    allow_cn: tuple[str, ...],
+    allow_dns: tuple[str, ...],
+    allow_ip: tuple[str, ...],
+    allow_uri: tuple[str, ...],
     pin: tuple[str, ...],
+    keylog: str | None,
     crl: tuple[str, ...],
     frames: str | None,
     as_json: bool,
@@ -479,14 +552,18 @@ def connect_cmd(
         passphrase=read_passphrase(None),
         alpn=alpn,
         verify=not insecure,
-        pins=pin,
         crls=crl,
+        keylog=keylog,
     )
+    peers = PeerOptions(allow_cn=allow_cn, allow_dns=allow_dns, allow_ip=allow_ip, allow_uri=allow_uri, pins=pin)
+    from ..net.policy import validate_policy
+
     opts = ConnectOptions(
         host=host,
         port=port,
         server_name=servername,
         insecure=insecure,
+        policy=validate_policy(peers.policy(), context),
         framing=Framing.from_options(frames, as_json),
         reconnect=reconnect,
     )

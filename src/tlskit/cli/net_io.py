@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import FrameError, InputError, TLSError
+from .common import to_flags
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -184,7 +185,7 @@ def _subject_name(name: x509.Name) -> str:
 
 def failure(exc: TLSError, what: str) -> str:
     """``what (code): message; fix: fix`` - the one line for a failed handshake."""
-    fix = f"; fix: {exc.fix}" if exc.fix else ""
+    fix = f"; fix: {to_flags(exc.fix)}" if exc.fix else ""
     return f"{what} ({exc.code}): {exc.message}{fix}"
 
 

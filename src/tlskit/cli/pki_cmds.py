@@ -14,9 +14,10 @@ import click
 
 from .._fileio import check_writable, write_atomic
 from ..errors import PassphraseError
-from ..pki.ca import CertificateAuthority, Issued, parse_reason, parse_serial, serial_hex
+from ..pki.ca import CertificateAuthority, Issued, parse_reason, parse_serial
 from ..pki.certs import Profile, build_csr, self_signed
 from ..pki.files import certs_to_pem, load_certificate, load_certificates, load_csr
+from ..pki.inspect import serial_hex
 from ..pki.keys import (
     KeyEncoding,
     KeyType,

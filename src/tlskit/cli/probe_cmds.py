@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import EXIT_FAILED, EXIT_OK, handle_errors, passphrase_option, read_passphrase
+from .common import EXIT_FAILED, EXIT_OK, handle_errors, passphrase_option, read_passphrase, to_flags
 from .net_cmds import parse_address
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def _render(report: ProbeReport) -> None:
     out.print(f"\n[bold red]Problems ({len(report.problems)})[/]")
     for p in report.problems:
         out.print(f"  [red]x[/] [bold]{p.code}[/]: {escape(p.message)}")
-        out.print(f"      fix: {escape(p.fix)}")
+        out.print(f"      fix: {escape(to_flags(p.fix))}")
 
 
 commands: list[click.Command] = [probe_cmd]

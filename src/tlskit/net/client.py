@@ -12,21 +12,26 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ..errors import InputError, TLSError, TLSVerificationError
+from ..errors import InputError, TLSError
 from .connection import TLSConnection
+from .context import client_context
+from .policy import PeerPolicy, validate_policy
 
-__all__ = ["Jitter", "ReconnectingClient", "connect", "default_client_context"]
+__all__ = ["Jitter", "ReconnectingClient", "connect"]
 
 log = logging.getLogger("tlskit.client")
 
 
-def default_client_context() -> ssl.SSLContext:
-    """tlskit's secure client context on the system trust store."""
-    try:
-        from .context import client_context
-    except ImportError:  # pragma: no cover - the context module ships with tlskit
-        return ssl.create_default_context()
-    return client_context()
+def _client_setup(
+    context: ssl.SSLContext | None, policy: PeerPolicy | None
+) -> tuple[ssl.SSLContext, PeerPolicy | None]:
+    """The context (tlskit's default on the system trust store if None) and the policy, both checked."""
+    ctx = client_context() if context is None else context
+    if not isinstance(ctx, ssl.SSLContext):
+        raise InputError(f"context must be an ssl.SSLContext, not {type(ctx).__name__}", fix="use client_context()")
+    if ctx.protocol == ssl.PROTOCOL_TLS_SERVER:
+        raise InputError("context is a server context", fix="build it with tlskit.client_context()")
+    return ctx, validate_policy(policy, ctx)
 
 
 async def connect(
@@ -34,6 +39,7 @@ async def connect(
     port: int,
     *,
     context: ssl.SSLContext | None = None,
+    policy: PeerPolicy | None = None,
     server_name: str | None = None,
     session: ssl.SSLSession | None = None,
     handshake_timeout: float = 10.0,
@@ -41,17 +47,16 @@ async def connect(
     """Connect and finish the TLS handshake; return the :class:`TLSConnection`.
 
     The certificate is checked against ``server_name`` (default ``host``), which is also sent as SNI.  Pass
-    ``session`` (a previous connection's :attr:`~TLSConnection.session`) to resume.  Raises
-    :class:`~tlskit.errors.TLSVerificationError` if the server's certificate or the context's peer policy
-    (pins, allow-list) rejects the server, :class:`~tlskit.errors.TLSError` for other TLS failures and
-    ``OSError`` if no TCP connection can be made.
+    ``session`` (a previous connection's :attr:`~TLSConnection.session`) to resume.  ``policy`` (a
+    :class:`~tlskit.net.policy.PeerPolicy`: pins, an allow-list, a check) is applied after the handshake, with
+    verification on or off; a refused server is closed before any application byte is sent.
+
+    Raises :class:`~tlskit.errors.TLSVerificationError` if the server's certificate does not verify or the
+    policy refuses the server, :class:`~tlskit.errors.TLSError` for other TLS failures and ``OSError`` if no
+    TCP connection can be made.
     """
-    ctx = default_client_context() if context is None else context
-    if not isinstance(ctx, ssl.SSLContext):
-        raise InputError(f"context must be an ssl.SSLContext, not {type(ctx).__name__}", fix="use client_context()")
-    if ctx.protocol == ssl.PROTOCOL_TLS_SERVER:
-        raise InputError("context is a server context", fix="build it with tlskit.client_context()")
-    conn = TLSConnection(ctx, server_side=False, server_hostname=server_name or host, session=session)
+    ctx, policy = _client_setup(context, policy)
+    conn = TLSConnection(ctx, server_side=False, server_hostname=server_name or host, session=session, policy=policy)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(handshake_timeout):
@@ -67,11 +72,6 @@ async def connect(
     except BaseException:
         conn.abort()
         raise
-    if not conn.authorized and ctx.verify_mode == ssl.CERT_REQUIRED:
-        # OpenSSL verified the chain; the context's pins or allow-list did not accept it.
-        reason = conn.authorization_error
-        await conn.close(timeout=1.0)
-        raise TLSVerificationError(f"server not accepted: {reason}", code="peer_policy", fix="check pins/allow-list")
     return conn
 
 
@@ -97,6 +97,7 @@ class ReconnectingClient:
         port: int,
         *,
         context: ssl.SSLContext | None = None,
+        policy: PeerPolicy | None = None,
         server_name: str | None = None,
         initial_backoff: float = 0.1,
         max_backoff: float = 30.0,
@@ -109,7 +110,7 @@ class ReconnectingClient:
         if initial_backoff <= 0 or max_backoff < initial_backoff:
             raise InputError("backoff must satisfy 0 < initial_backoff <= max_backoff", fix="adjust the backoff")
         self.host, self.port = host, port
-        self._context = default_client_context() if context is None else context
+        self._context, self._policy = _client_setup(context, policy)
         self._server_name = server_name
         self._initial = initial_backoff
         self._max = max_backoff
@@ -147,6 +148,7 @@ class ReconnectingClient:
                     self.host,
                     self.port,
                     context=self._context,
+                    policy=self._policy,
                     server_name=self._server_name,
                     session=self.session,
                     handshake_timeout=self._handshake_timeout,

@@ -20,8 +20,11 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 
 from ..errors import TLSError
+from .context import ClientAuth
 from .engine import SLICE, EngineState, TLSEngine
-from .tlsinfo import peer_chain, tls_error
+from .explain import explain_unverified, refusal_error, tls_error
+from .policy import PeerPolicy, judge
+from .tlsinfo import chain_der, peer_chain
 
 __all__ = ["ConnectionListener", "MessageCodec", "TLSConnection"]
 
@@ -31,6 +34,9 @@ _OPEN = EngineState.OPEN
 _HANDSHAKING = EngineState.HANDSHAKING
 _CLOSING = EngineState.CLOSING
 _local = threading.local()
+_CERT_NONE = int(ssl.CERT_NONE)
+_NOT_YET = "the handshake has not finished"
+_EXPLAIN_LATER = "(explained on first use)"  # sentinel: a client that did not verify the server
 
 
 def _scratch() -> memoryview:
@@ -70,6 +76,8 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
     READ_LOW_WATER = 32 * 1024
 
     __slots__ = (
+        "_auth_error",
+        "_authorized",
         "_buffered",
         "_chunks",
         "_drain_waiter",
@@ -81,8 +89,10 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         "_lost_waiter",
         "_pending",
         "_pending_size",
+        "_policy",
         "_read_paused",
         "_read_waiter",
+        "_refused",
         "_scratch",
         "_task",
         "_transport",
@@ -97,9 +107,14 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         server_hostname: str | None = None,
         session: ssl.SSLSession | None = None,
         listener: ConnectionListener | None = None,
+        policy: PeerPolicy | None = None,
     ) -> None:
         super().__init__(context, server_side=server_side, server_hostname=server_hostname, session=session)
         self._listener = listener
+        self._policy = policy
+        self._authorized = False
+        self._auth_error: str | None = _NOT_YET
+        self._refused = False
         self._transport: asyncio.Transport | None = None
         self._scratch = _scratch()
         self._chunks: list[bytes] | None = None
@@ -153,8 +168,8 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         transport = self._transport
         if out.pending and transport is not None:
             transport.write(out.read())
-        if handshaking and self._state is not _HANDSHAKING:
-            self._on_handshake()
+        if handshaking and self._state is not _HANDSHAKING and not self._on_handshake():
+            return  # the peer was refused: what it sent along is dropped unread
         if chunks:
             self._deliver(chunks)
         elif self._eof:
@@ -196,16 +211,44 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
 
     # -- events ----------------------------------------------------------------------------------------------
 
-    def _on_handshake(self) -> None:
+    def _on_handshake(self) -> bool:
+        """The handshake finished: judge the peer (the one peer check), then tell whoever waits.
+
+        Returns False if the peer policy refused the peer; the connection is then closing.
+        """
+        self._settle_authorization()
+        verdict = judge(self, self._policy)
+        if verdict.refusal is not None:
+            self._refused, self._authorized = True, False
+            self._auth_error = verdict.refusal.message
+            # close_notify is the one alert the ssl module can send after the handshake; then the socket closes.
+            self.close_notify()
+            self._fail(refusal_error(verdict.refusal, server_side=self.server_side), handshaking=True)
+            return False
         waiter = self._handshake_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         if self._listener is not None:
             self._listener.tls_handshake_done(self)
+        return True
 
-    def _fail(self, exc: BaseException) -> None:
+    def _settle_authorization(self) -> None:
+        """Node's ``authorized``/``authorizationError`` from what OpenSSL verified (the policy comes after)."""
+        if self.peer_verified:
+            self._authorized, self._auth_error = True, None
+        elif self.server_side:
+            self._auth_error = (
+                "client certificate not requested (client authentication is off)"
+                if self.verify_mode == _CERT_NONE
+                else "no client certificate offered"
+            )
+        else:
+            self._auth_error = _EXPLAIN_LATER  # worked out on first use: most programs never ask
+
+    def _fail(self, exc: BaseException, *, handshaking: bool | None = None) -> None:
         """A TLS error or a lost connection: remember it, send any alert, close, tell whoever waits."""
-        handshaking = self._state is _HANDSHAKING
+        if handshaking is None:
+            handshaking = self._state is _HANDSHAKING
         sslobj = self._ssl
         error = tls_error(
             exc,
@@ -258,13 +301,53 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
                 waiter.set_result(None)
 
     async def wait_handshake(self) -> None:
-        """Wait until the handshake finished; raise its :class:`TLSError` if it failed."""
+        """Wait until the handshake finished and the peer was accepted; raise the :class:`TLSError` otherwise."""
         while self._state is _HANDSHAKING and self._error is None:
             if self._handshake_waiter is None:
                 self._handshake_waiter = asyncio.get_running_loop().create_future()
             await self._handshake_waiter
-        if self._error is not None and not self.handshake_complete:
+        if self._error is not None and (self._refused or not self.handshake_complete):
             raise self._error
+
+    # -- who the peer is ---------------------------------------------------------------------------------------
+
+    @property
+    def authorized(self) -> bool:
+        """True if the peer's certificate verified (Node's ``authorized``) and the peer policy accepted it."""
+        if self._auth_error is _EXPLAIN_LATER:
+            self._explain_unverified()
+        return self._authorized
+
+    @property
+    def authorization_error(self) -> str | None:
+        """Why :attr:`authorized` is False (None when it is True), like Node's ``authorizationError``.
+
+        For a client that did not verify the server (``verify=False``) it says why verification would have failed.
+        """
+        if self._auth_error is _EXPLAIN_LATER:
+            self._explain_unverified()
+        return self._auth_error
+
+    def _explain_unverified(self) -> None:
+        why = explain_unverified(
+            self.context, chain_der(self._ssl, verified=False), hostname=self._ssl.server_hostname, client_cert=False
+        )
+        self._authorized, self._auth_error = why is None, why
+
+    @property
+    def refused(self) -> bool:
+        """True if the peer policy refused the peer (the connection was closed right after the handshake)."""
+        return self._refused
+
+    @property
+    def client_auth(self) -> ClientAuth | None:
+        """Server side: what the server asked of this client (None on the client side)."""
+        return ClientAuth.of(self._base_context) if self.server_side else None
+
+    @property
+    def policy(self) -> PeerPolicy | None:
+        """The peer policy this connection was judged by."""
+        return self._policy
 
     # -- reading ---------------------------------------------------------------------------------------------
 

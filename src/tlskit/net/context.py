@@ -1,31 +1,29 @@
 """SSLContext factories with secure defaults: :func:`server_context` and :func:`client_context`.
 
 Both return a plain :class:`ssl.SSLContext`, so the result works with asyncio, httpx, urllib3, aiohttp and
-tlskit's own transport alike.  Every default lives in :func:`_apply_secure_defaults` with its reason (modelled
-on urllib3's ``create_urllib3_context``); options are keyword-only and validated before any context is built,
-with errors that name the file and the fix.
+tlskit's own transport alike: everything set here is enforced by OpenSSL itself (versions, suites, groups,
+trust, client certificates, CRLs, host names).  Every default lives in :func:`_apply_secure_defaults` with its
+reason (modelled on urllib3's ``create_urllib3_context``); options are keyword-only and validated before any
+context is built, with errors that name the file and the fix.
 
-Two policies cannot be expressed to OpenSSL through the ``ssl`` module: SPKI pins and an allow-list of peer
-identities.  They ride on the context as a :class:`PeerPolicy` (see :func:`peer_policy`) that tlskit's
-connections check right after the handshake.  **Other libraries ignore them**: a context with pins handed to
-httpx still verifies the chain and host name, but not the pins.
+What OpenSSL cannot enforce through the ``ssl`` module (allow-lists of peer identities, SPKI pins, a callback)
+is not part of a context: it is a :class:`~tlskit.net.policy.PeerPolicy`, given to tlskit's own connections
+(``start_server(..., policy=)``, ``connect(..., policy=)``).
 """
 
 from __future__ import annotations
 
-import base64
 import enum
-import hashlib
 import os
 import ssl
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 
+from .._fileio import open_private_append
 from ..errors import InputError, KeyMismatchError
 from ..pki.certs import key_matches
 from ..pki.files import load_certificates, load_crl, parse_certificates, parse_crl
@@ -37,11 +35,9 @@ __all__ = [
     "INTERMEDIATE_CIPHERS",
     "ClientAuth",
     "CrlCheck",
-    "PeerPolicy",
+    "KeyLogWarning",
     "client_context",
-    "peer_policy",
     "server_context",
-    "spki_pin",
     "tls_version_from_str",
 ]
 
@@ -67,9 +63,6 @@ INTERMEDIATE_CIPHERS = (
 # Mozilla "intermediate" key-exchange groups, in preference order.
 DEFAULT_GROUPS = "X25519:P-256:P-384"
 
-# Name of the attribute carrying the PeerPolicy on a context (SSLContext instances accept attributes).
-_POLICY_ATTR = "tlskit_peer_policy"
-
 
 def _parse_choice(cls: type[_E], value: str | _E, what: str) -> _E:
     if isinstance(value, cls):
@@ -93,6 +86,11 @@ class ClientAuth(enum.Enum):
         """Parse ``"none" | "optional" | "required"`` (case-insensitive)."""
         return _parse_choice(cls, value, "client authentication")
 
+    @classmethod
+    def of(cls, ctx: ssl.SSLContext) -> ClientAuth:
+        """What a server context asks of clients (from its ``verify_mode``)."""
+        return _FROM_VERIFY_MODE[int(ctx.verify_mode)]
+
 
 class CrlCheck(enum.Enum):
     """Which certificates CRLs are checked for: the peer's certificate only, or every certificate of its chain."""
@@ -111,6 +109,7 @@ _VERIFY_MODES = {
     ClientAuth.OPTIONAL: ssl.CERT_OPTIONAL,
     ClientAuth.REQUIRED: ssl.CERT_REQUIRED,
 }
+_FROM_VERIFY_MODE = {int(mode): auth for auth, mode in _VERIFY_MODES.items()}
 _CRL_FLAGS = {CrlCheck.LEAF: ssl.VERIFY_CRL_CHECK_LEAF, CrlCheck.CHAIN: ssl.VERIFY_CRL_CHECK_CHAIN}
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -159,15 +158,24 @@ def _apply_secure_defaults(ctx: ssl.SSLContext) -> None:
     # Strict RFC 5280 checks (as Python 3.13 does by default); partial chains let an intermediate or a
     # self-signed leaf given as ``ca=`` act as the trust anchor, like Node's ``ca`` option.
     ctx.verify_flags |= ssl.VERIFY_X509_STRICT | ssl.VERIFY_X509_PARTIAL_CHAIN
-    # SSLKEYLOGFILE is the standard opt-in (browsers, curl) for decrypting one's own traffic in Wireshark.
-    keylog = os.environ.get("SSLKEYLOGFILE")
-    if keylog:
-        try:
-            ctx.keylog_filename = keylog
-        except OSError as exc:
-            raise InputError(
-                f"SSLKEYLOGFILE={keylog}: cannot open ({exc.strerror})", fix="unset it or name a writable file"
-            ) from exc
+    # Session keys are written to a key log only when asked for (keylog=): a key log decrypts every recorded
+    # connection, so no context of tlskit's opens one because of an environment variable it inherited (a
+    # client still honours SSLKEYLOGFILE, with a warning: see client_context).
+
+
+class KeyLogWarning(UserWarning):
+    """A client context writes TLS session keys because ``SSLKEYLOGFILE`` is set."""
+
+
+def _set_keylog(ctx: ssl.SSLContext, path: Path_) -> None:
+    """Write the session keys of ``ctx``'s connections to ``path`` (NSS key log format), created 0600."""
+    # OpenSSL would create the file with the umask; create it private first (or check an existing one), then let
+    # OpenSSL append to it.
+    open_private_append(path, what="key log").close()
+    try:
+        ctx.keylog_filename = os.fspath(path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the key log ({exc.strerror})", fix="name a writable file") from exc
 
 
 @dataclass(frozen=True)
@@ -290,114 +298,6 @@ def _load_crls(crls: CrlSource | Iterable[CrlSource]) -> list[x509.CertificateRe
     return _collect(crls, x509.CertificateRevocationList, lambda b: [parse_crl(b)], lambda p: [load_crl(p)])
 
 
-# --- peer policy: pins and allow-list, checked by tlskit connections after the handshake -----------------
-
-
-def _spki_sha256(cert: x509.Certificate) -> bytes:
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(spki).digest()
-
-
-def spki_pin(cert: x509.Certificate) -> str:
-    """The pin of a certificate's public key: ``"sha256:" + base64(sha256(SubjectPublicKeyInfo))``."""
-    return "sha256:" + base64.b64encode(_spki_sha256(cert)).decode("ascii")
-
-
-def _parse_pin(text: str) -> bytes:
-    # "sha256:B64" is tlskit's form; "sha256//B64" is curl's (--pinnedpubkey), accepted for copy-paste.
-    algo, sep, value = text.strip().partition(":")
-    if not sep:
-        algo, sep, value = text.strip().partition("//")
-    try:
-        digest = base64.b64decode(value, validate=True) if algo.lower() == "sha256" else b""
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
-        raise InputError(f"invalid pin {text!r}", fix="use sha256:BASE64 of the SubjectPublicKeyInfo (tlskit inspect)")
-    return digest
-
-
-_IDENTITY_KINDS = ("cn", "dns", "uri")
-
-
-@dataclass(frozen=True)
-class PeerPolicy:
-    """SPKI pins and an allow-list of peer identities, which OpenSSL cannot enforce through ``ssl``.
-
-    tlskit connections call :meth:`check` after every handshake and treat a reason as an authorization
-    failure.  Other libraries using the same context ignore the policy.
-    """
-
-    pins: frozenset[bytes] = frozenset()
-    """SHA-256 digests of acceptable SubjectPublicKeyInfos; one must match a certificate of the peer's chain."""
-    allow_cn: frozenset[str] = frozenset()
-    allow_dns: frozenset[str] = frozenset()
-    allow_uri: frozenset[str] = frozenset()
-    """Accepted identities (CN and DNS compared case-insensitively, stored lower-case); any one match admits."""
-
-    @classmethod
-    def build(cls, *, pins: Iterable[str] = (), allow_peers: Iterable[str] | None = None) -> PeerPolicy | None:
-        """Parse ``pins`` (``sha256:BASE64``) and ``allow_peers`` (``CN:x``, ``DNS:x``, ``URI:x``); None if empty."""
-        if isinstance(pins, str):
-            pins = [pins]
-        if isinstance(allow_peers, str):
-            allow_peers = [allow_peers]
-        digests = frozenset(_parse_pin(p) for p in pins)
-        allowed: dict[str, set[str]] = {kind: set() for kind in _IDENTITY_KINDS}
-        for entry in allow_peers or ():
-            kind, sep, value = entry.partition(":")
-            if not sep or kind.lower() not in allowed or not value:
-                raise InputError(f"invalid peer identity {entry!r}", fix="use CN:NAME, DNS:NAME or URI:URI")
-            allowed[kind.lower()].add(value if kind.lower() == "uri" else value.lower())
-        policy = cls(digests, *(frozenset(allowed[k]) for k in _IDENTITY_KINDS))
-        return policy if policy.active else None
-
-    @property
-    def active(self) -> bool:
-        return bool(self.pins or self.allow_cn or self.allow_dns or self.allow_uri)
-
-    def check(self, chain_der: Sequence[bytes]) -> str | None:
-        """None if the peer's chain (DER, leaf first) satisfies the policy, else the reason it does not."""
-        if not chain_der:
-            return "the peer presented no certificate"
-        try:
-            chain = [x509.load_der_x509_certificate(der) for der in chain_der]
-        except ValueError as exc:
-            return f"the peer's certificate cannot be parsed ({exc})"
-        if self.pins and not any(_spki_sha256(c) in self.pins for c in chain):
-            return f"the peer's public key matches none of the {len(self.pins)} pinned keys"
-        if self.allow_cn or self.allow_dns or self.allow_uri:
-            cns, dns, uris = _identities(chain[0])
-            if not (
-                self.allow_cn & {n.lower() for n in cns}
-                or self.allow_dns & {n.lower() for n in dns}
-                or self.allow_uri & set(uris)
-            ):
-                shown = ", ".join([*(f"CN:{n}" for n in cns), *(f"DNS:{n}" for n in dns), *(f"URI:{u}" for u in uris)])
-                return f"the peer's identity ({shown or 'none'}) is not in the allow-list"
-        return None
-
-
-def _identities(cert: x509.Certificate) -> tuple[list[str], list[str], list[str]]:
-    cns = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return cns, [], []
-    return cns, san.get_values_for_type(x509.DNSName), san.get_values_for_type(x509.UniformResourceIdentifier)
-
-
-def peer_policy(ctx: ssl.SSLContext) -> PeerPolicy | None:
-    """The :class:`PeerPolicy` tlskit attached to ``ctx``, if any (None for contexts made elsewhere)."""
-    policy = getattr(ctx, _POLICY_ATTR, None)
-    return policy if isinstance(policy, PeerPolicy) else None
-
-
-def _attach_policy(ctx: ssl.SSLContext, policy: PeerPolicy | None) -> None:
-    if policy is not None:
-        setattr(ctx, _POLICY_ATTR, policy)
-
-
 # --- SNI -------------------------------------------------------------------------------------------------
 
 
@@ -457,22 +357,19 @@ def server_context(
     crls: CrlSource | Iterable[CrlSource] = (),
     crl_check: CrlCheck | str = CrlCheck.LEAF,
     sni: Mapping[str, SniEntry] | None = None,
-    allow_peers: Iterable[str] | None = None,
-    pins: Iterable[str] = (),
+    keylog: Path_ | None = None,
 ) -> ssl.SSLContext:
     """Build a server context.
 
     ``cert`` is the chain (leaf first; a path, PEM bytes or certificates) and ``key`` its private key.
     ``ca`` and ``system_trust`` are the anchors for client certificates, asked for per ``client_auth``.
     ``sni`` maps server names (``*.x`` wildcards allowed) to ``(cert, key[, passphrase])``; clients asking for
-    other names, or none, get ``cert``.  ``allow_peers`` (``CN:x``, ``DNS:x``, ``URI:x``) and ``pins``
-    (``sha256:BASE64``) restrict client certificates; see :class:`PeerPolicy`.
+    other names, or none, get ``cert``.  ``keylog`` names a file that receives the session keys (for Wireshark),
+    created with mode 0600; servers never read ``SSLKEYLOGFILE``.  Which clients may talk beyond what OpenSSL
+    verifies (allow-lists, pins) is a :class:`~tlskit.net.policy.PeerPolicy` given to ``start_server``.
     """
     auth = ClientAuth.parse(client_auth)
     spec = _ProtocolSpec.parse(min_version=min_version, max_version=max_version, ciphers=ciphers, alpn=alpn)
-    policy = PeerPolicy.build(pins=pins, allow_peers=allow_peers)
-    if policy is not None and auth is ClientAuth.NONE:
-        raise InputError("allow_peers/pins need client certificates", fix="set client_auth to optional or required")
     anchors = _load_anchors(ca)
     if auth is not ClientAuth.NONE and not anchors and not system_trust:
         raise InputError(
@@ -496,7 +393,8 @@ def server_context(
         # One TLS 1.3 ticket per handshake instead of OpenSSL's two: each costs an encryption and a record, and a
         # client that resumes gets a fresh one, the single-use pattern RFC 8446 (appendix C.4) recommends.
         ctx.num_tickets = 1
-        _attach_policy(ctx, policy)
+        if keylog is not None:
+            _set_keylog(ctx, keylog)
         return ctx
 
     ctx = build(*identity)
@@ -524,8 +422,7 @@ def client_context(
     ciphers: str | None = None,
     crls: CrlSource | Iterable[CrlSource] = (),
     crl_check: CrlCheck | str = CrlCheck.LEAF,
-    pins: Iterable[str] = (),
-    allow_peers: Iterable[str] | None = None,
+    keylog: Path_ | None = None,
 ) -> ssl.SSLContext:
     """Build a client context.
 
@@ -533,11 +430,13 @@ def client_context(
     ``ca`` is given; ``True`` adds ``ca`` to it; ``False`` uses ``ca`` alone).  ``cert``/``key`` is the client
     certificate for mutual TLS.  ``verify=False`` turns verification off (CERT_NONE, no host name check) but
     still loads the anchors, so a tlskit connection can report why verification would have failed.
+    ``keylog`` names a file for the session keys (created 0600); without it, ``SSLKEYLOGFILE`` is honoured as
+    browsers and curl do, with a :class:`KeyLogWarning`.  Pins and allow-lists are a
+    :class:`~tlskit.net.policy.PeerPolicy` given to ``connect``.
     """
     if (cert is None) != (key is None):
         raise InputError("a client certificate needs both cert= and key=", fix="pass both, or neither")
     spec = _ProtocolSpec.parse(min_version=min_version, max_version=max_version, ciphers=ciphers, alpn=alpn)
-    policy = PeerPolicy.build(pins=pins, allow_peers=allow_peers)
     anchors = _load_anchors(ca)
     use_system = not anchors if system_trust is None else system_trust
     if verify and not anchors and not use_system:
@@ -553,5 +452,14 @@ def client_context(
     # check_hostname must be turned off before verify_mode can drop to CERT_NONE.
     ctx.check_hostname = verify and check_hostname
     ctx.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
-    _attach_policy(ctx, policy)
+    if keylog is None and os.environ.get("SSLKEYLOGFILE"):
+        keylog = os.environ["SSLKEYLOGFILE"]
+        warnings.warn(
+            f"SSLKEYLOGFILE is set: the session keys of this client's TLS connections are written to {keylog}, "
+            "and anyone who reads that file can decrypt them",
+            KeyLogWarning,
+            stacklevel=2,
+        )
+    if keylog is not None:
+        _set_keylog(ctx, keylog)
     return ctx

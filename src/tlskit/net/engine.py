@@ -13,18 +13,21 @@ produced in slices of :data:`SLICE` bytes to bound what a busy connection keeps 
 The engine uses the C-level object behind ``ssl.SSLObject`` (``SSLContext._wrap_bio``) with itself as
 ``owner``: that saves the Python wrapper per connection, and the context's ``sni_callback`` receives the
 engine, whose :attr:`context` can be swapped exactly like ``SSLObject.context``.
+
+The engine is TLS and nothing else: it reports what the handshake established (:attr:`peer_verified`, the
+peer's chain, protocol, cipher) but neither judges the peer (:mod:`tlskit.net.policy`) nor puts failures into
+words (:mod:`tlskit.net.explain`); the asyncio adapter :mod:`tlskit.net.connection` does both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import functools
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .tlsinfo import CipherInfo, chain_der, cipher_info, explain_verification
+from .tlsinfo import CipherInfo, chain_der, cipher_info
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -39,7 +42,7 @@ _READ_SIZE = 16 * 1024
 
 # ssl.SSLContext.verify_mode converts to an enum on every access; handshakes read the raw int instead.
 _raw_verify_mode = getattr(ssl, "_ssl")._SSLContext.verify_mode.__get__  # noqa: B009
-_CERT_NONE, _CERT_REQUIRED = int(ssl.CERT_NONE), int(ssl.CERT_REQUIRED)
+_CERT_NONE = int(ssl.CERT_NONE)
 _SSLWantRead = ssl.SSLWantReadError
 _SSLZeroReturn = ssl.SSLZeroReturnError
 
@@ -66,8 +69,6 @@ class TLSEngine:
 
     __slots__ = (
         "__weakref__",  # _ssl keeps its owner as a weak reference
-        "_auth_error",
-        "_authorized",
         "_base_context",
         "_bio_in",
         "_bio_out",
@@ -102,8 +103,6 @@ class TLSEngine:
         self._state = _HANDSHAKING
         self._eof = False
         self._server_name: str | None = None
-        self._authorized = False
-        self._auth_error: str | None = "handshake not finished"
 
     # -- driving ---------------------------------------------------------------------------------------------
 
@@ -152,7 +151,6 @@ class TLSEngine:
         except _SSLWantRead:
             return False
         self._state = _OPEN
-        self._handshake_finished()
         return True
 
     def encrypt(self, data: bytes | bytearray | memoryview) -> None:
@@ -232,43 +230,21 @@ class TLSEngine:
 
     # -- handshake results -------------------------------------------------------------------------------------
 
-    def _handshake_finished(self) -> None:
-        """Decide :attr:`authorized`: what OpenSSL verified, then the context's peer policy (pins, allow-list)."""
-        ctx = self._base_context
-        sslobj = self._ssl
-        error: str | None = None
-        verify_mode = _raw_verify_mode(ctx)
-        if sslobj.server_side:
-            if verify_mode == _CERT_NONE:
-                error = "client certificate not requested (client authentication is off)"
-            elif sslobj.getpeercert(True) is None:
-                error = "no client certificate offered"
-        elif verify_mode == _CERT_NONE:
-            # Not verified during the handshake: verify now, only to say why it would have failed.
-            error = explain_verification(
-                ctx, chain_der(sslobj, verified=False), hostname=sslobj.server_hostname, client_cert=False
-            )
-        if error is None:
-            policy = _peer_policy(ctx)
-            if policy is not None:
-                error = policy.check(chain_der(sslobj, verified=False))
-        self._authorized = error is None
-        self._auth_error = error
+    @property
+    def verify_mode(self) -> int:
+        """The ``ssl.CERT_*`` mode of the context the connection was created with (SNI swaps keep it)."""
+        return int(_raw_verify_mode(self._base_context))
 
     @property
-    def authorized(self) -> bool:
-        """True if the peer's certificate verified and satisfies the context's peer policy."""
-        return self._authorized
+    def peer_verified(self) -> bool:
+        """True if OpenSSL verified a certificate the peer sent, during the handshake.
 
-    @property
-    def authorization_error(self) -> str | None:
-        """Why :attr:`authorized` is False (None when it is True)."""
-        return self._auth_error
-
-    @property
-    def client_auth_required(self) -> bool:
-        """Server side: the context demands a valid client certificate (ClientAuth.REQUIRED)."""
-        return bool(self._ssl.server_side) and _raw_verify_mode(self._base_context) == _CERT_REQUIRED
+        A client verifies the server unless its context says ``CERT_NONE`` (the handshake fails otherwise); a
+        server verifies a client certificate when it asked for one and the client sent one.
+        """
+        if self._state is _HANDSHAKING or _raw_verify_mode(self._base_context) == _CERT_NONE:
+            return False
+        return not self._ssl.server_side or self._ssl.getpeercert(True) is not None
 
     @property
     def protocol(self) -> str | None:
@@ -322,18 +298,6 @@ class TLSEngine:
 
         der = self._ssl.getpeercert(True)
         return None if der is None else x509.load_der_x509_certificate(der)
-
-
-def _peer_policy(ctx: ssl.SSLContext) -> Any:
-    return _policy_lookup()(ctx)
-
-
-@functools.cache
-def _policy_lookup() -> Callable[[ssl.SSLContext], Any]:
-    # Imported on first use: the context module pulls in the PKI loaders, which a bare engine does not need.
-    from .context import peer_policy
-
-    return peer_policy
 
 
 class SNICapture:

@@ -11,6 +11,7 @@ untouched for two sweeps (so one closes between ``idle_timeout`` and 1.5x that).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import signal
 import socket
@@ -22,6 +23,8 @@ from typing import Any, TypeVar, cast
 from ..errors import FrameError, InputError, TLSError
 from .connection import TLSConnection
 from .engine import EngineState, install_sni_capture
+from .policy import PeerPolicy, validate_policy
+from .workers import WorkerPool
 
 __all__ = ["Handler", "Server", "TLSErrorHook", "format_peer", "loop_factory", "run", "start_server"]
 
@@ -69,6 +72,13 @@ class _Refused(asyncio.Protocol):
         cast(asyncio.Transport, transport).abort()
 
 
+class _Unchanged(enum.Enum):
+    UNCHANGED = enum.auto()
+
+
+_UNCHANGED = _Unchanged.UNCHANGED
+
+
 class Server:
     """A running TLS server (see :func:`start_server`).  Use ``async with`` or call :meth:`close`."""
 
@@ -77,6 +87,7 @@ class Server:
         handler: Handler,
         *,
         context: ssl.SSLContext,
+        policy: PeerPolicy | None,
         handshake_timeout: float,
         max_connections: int | None,
         idle_timeout: float | None,
@@ -84,6 +95,7 @@ class Server:
     ) -> None:
         self._handler = handler
         self._context = context
+        self._policy = policy
         self._handshake_timeout = handshake_timeout
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
@@ -98,7 +110,7 @@ class Server:
         self._closed = asyncio.Event()
         self._drained: asyncio.Event | None = None
         self._refused_logged = 0.0
-        self._workers: Any = None  # tlskit.net.workers.WorkerPool in the parent of workers=N
+        self._workers: WorkerPool | None = None  # in the parent of workers=N
         self._addresses: list[Any] = []
         self.refused = 0
         """Connections refused because of ``max_connections``."""
@@ -126,6 +138,11 @@ class Server:
     @property
     def context(self) -> ssl.SSLContext:
         return self._context
+
+    @property
+    def policy(self) -> PeerPolicy | None:
+        """The peer policy every new connection is judged by (see :class:`~tlskit.net.policy.PeerPolicy`)."""
+        return self._policy
 
     @property
     def connection_count(self) -> int:
@@ -160,7 +177,24 @@ class Server:
                 self._refused_logged = now
                 log.warning("connection limit of %s reached: refusing new connections (%d so far)", limit, self.refused)
             return _Refused()
-        return TLSConnection(self._context, server_side=True, listener=self)
+        return TLSConnection(self._context, server_side=True, listener=self, policy=self._policy)
+
+    async def _worker(self, host: str | None, port: int, backlog: int) -> Server:
+        """In a forked worker: a server like this one, listening on the shared port (SO_REUSEPORT).
+
+        Called after the fork, so it reads the context and policy current at that moment (a reload forks anew).
+        """
+        server = Server(
+            self._handler,
+            context=self._context,
+            policy=self._policy,
+            handshake_timeout=self._handshake_timeout,
+            max_connections=self._max_connections,
+            idle_timeout=self._idle_timeout,
+            on_tls_error=self._on_tls_error,
+        )
+        await server._listen(host, port, backlog=backlog, reuse_port=True)
+        return server
 
     # -- ConnectionListener ----------------------------------------------------------------------------------
 
@@ -172,12 +206,6 @@ class Server:
 
     def tls_handshake_done(self, conn: TLSConnection) -> None:
         self._handshaking.pop(conn, None)
-        if not conn.authorized and conn.client_auth_required:
-            # OpenSSL accepted the certificate but the peer policy (pins, allow-list) did not.
-            error = TLSError(f"client not authorized: {conn.authorization_error}", code="unauthorized")
-            self._report(error, conn)
-            conn.start_close()
-            return
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s: %s %s, authorized=%s%s", format_peer(conn.remote_address), conn.protocol,
@@ -204,7 +232,11 @@ class Server:
 
     def _report(self, error: TLSError, conn: TLSConnection) -> None:
         peer = conn.remote_address
-        log.warning("TLS handshake with %s failed: %s", format_peer(peer), error)
+        # ``tls_error`` lets a program that reports failures itself (on_tls_error) filter these records out.
+        if conn.refused:
+            log.warning("refused %s: %s", format_peer(peer), error, extra={"tls_error": error})
+        else:
+            log.warning("TLS handshake with %s failed: %s", format_peer(peer), error, extra={"tls_error": error})
         if self._on_tls_error is not None:
             try:
                 self._on_tls_error(error, peer)
@@ -266,15 +298,17 @@ class Server:
 
     # -- reload and shutdown ---------------------------------------------------------------------------------
 
-    def reload(self, context: ssl.SSLContext) -> None:
-        """Use ``context`` for new handshakes; open connections keep theirs.
+    def reload(self, context: ssl.SSLContext, *, policy: PeerPolicy | _Unchanged | None = _UNCHANGED) -> None:
+        """Use ``context`` (and ``policy``, if given) for new handshakes; open connections keep theirs.
 
-        With workers, new workers are started with ``context`` and the old ones retire gracefully.
+        With workers, new workers are started with them and the old ones retire gracefully.
         """
         _check_server_context(context)
-        self._context = context
+        new_policy = self._policy if isinstance(policy, _Unchanged) else policy
+        new_policy = validate_policy(new_policy, context)
+        self._context, self._policy = context, new_policy
         if self._workers is not None:
-            self._workers.reload(context)
+            self._workers.reload()
         else:
             install_sni_capture(context)
         log.info("reloaded TLS context")
@@ -370,6 +404,7 @@ async def start_server(
     port: int = 0,
     *,
     context: ssl.SSLContext,
+    policy: PeerPolicy | None = None,
     handshake_timeout: float = 10.0,
     max_connections: int | None = None,
     idle_timeout: float | None = None,
@@ -380,6 +415,9 @@ async def start_server(
 ) -> Server:
     """Listen on ``host:port`` and run ``await handler(conn)`` for every connection after its handshake.
 
+    - ``policy``: the :class:`~tlskit.net.policy.PeerPolicy` (allow-lists, pins, a check) every client is judged
+      by after its handshake; a refused client is closed before the handler runs and reported like a failed
+      handshake.  An allow-list or pins need a context that asks for client certificates.
     - ``handshake_timeout``: connections that do not finish the handshake in time are dropped.
     - ``max_connections``: connections beyond it are closed at once, before any TLS work.
     - ``idle_timeout``: connections with no traffic either way for that long are closed.
@@ -391,6 +429,7 @@ async def start_server(
     closes only that connection.
     """
     _check_server_context(context)
+    policy = validate_policy(policy, context)
     if handshake_timeout <= 0:
         raise InputError("handshake_timeout must be positive", fix="pass a number of seconds such as 10")
     if idle_timeout is not None and idle_timeout <= 0:
@@ -402,6 +441,7 @@ async def start_server(
     server = Server(
         handler,
         context=context,
+        policy=policy,
         handshake_timeout=handshake_timeout,
         max_connections=max_connections,
         idle_timeout=idle_timeout,
@@ -410,8 +450,6 @@ async def start_server(
     if workers == 1:
         await server._listen(host, port, backlog=backlog, reuse_port=reuse_port)
         return server
-    from .workers import WorkerPool
-
-    server._workers = await WorkerPool.start(server, host, port, count=workers, backlog=backlog)
+    server._workers = await WorkerPool.start(server._worker, host, port, count=workers, backlog=backlog)
     server._addresses = [s.getsockname() for s in server._workers.sockets]
     return server

@@ -16,7 +16,7 @@ Design:
   parent writes a shutdown deadline into it; EOF (the parent died) also shuts the worker down.  SIGTERM sent
   to a worker directly shuts it down gracefully too; SIGINT is ignored by workers so Ctrl-C in a terminal
   reaches only the parent, which shuts everything down in order.
-- ``reload(context)`` is a rolling restart: a worker with the new context starts, then an old one retires
+- ``reload()`` is a rolling restart: a worker with the new context (and policy) starts, then an old one retires
   gracefully.  Connections still in a retiring worker's accept queue when it closes its listener are reset
   by Linux (unless ``net.ipv4.tcp_migrate_req=1``), so reload single-process servers when that matters.
 """
@@ -25,27 +25,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
-import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from ..errors import InputError
 
-if TYPE_CHECKING:
-    from .server import Server
-
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerListener", "WorkerPool", "WorkerStart"]
 
 log = logging.getLogger("tlskit.server")
 
 _DEFAULT_DEADLINE = 10.0
 _CRASH_WINDOW = 10.0  # seconds
 _CRASH_LIMIT = 5  # unexpected exits within the window before the parent stops replacing workers
+_READY_TIMEOUT = 30.0  # seconds for a new worker to listen
+
+
+class WorkerListener(Protocol):
+    """What a worker runs: something listening that can be closed gracefully (a :class:`tlskit.Server`)."""
+
+    async def close(self, *, deadline: float) -> None: ...
+    async def wait_closed(self) -> None: ...
+
+
+WorkerStart = Callable[[str | None, int, int], Awaitable[WorkerListener]]
+"""Called in each worker after the fork with ``(host, port, backlog)``: listen there with SO_REUSEPORT."""
 
 
 @dataclass
@@ -53,6 +63,8 @@ class _Worker:
     pid: int
     control: int  # write end of the worker's control pipe
     pidfd: int | None
+    ready: asyncio.Future[bool]  # True once the worker listens; False if it exited before
+    ready_fd: int | None = None  # read end of the worker's readiness pipe, until it reported
     retiring: bool = False
 
 
@@ -60,7 +72,7 @@ class _Worker:
 class WorkerPool:
     """The parent's view of its workers (created by :meth:`start`)."""
 
-    server: Server
+    start_listener: WorkerStart
     host: str | None
     port: int
     backlog: int
@@ -72,14 +84,26 @@ class WorkerPool:
     _all_gone: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def start(cls, server: Server, host: str | None, port: int, *, count: int, backlog: int) -> WorkerPool:
+    async def start(
+        cls, start_listener: WorkerStart, host: str | None, port: int, *, count: int, backlog: int
+    ) -> WorkerPool:
         if not hasattr(socket, "SO_REUSEPORT"):
             raise InputError("workers > 1 needs SO_REUSEPORT, which this platform lacks", fix="use workers=1")
         loop = asyncio.get_running_loop()
         sockets = await _placeholders(loop, host, port)
-        pool = cls(server, host, sockets[0].getsockname()[1], backlog, sockets, loop)
-        for _ in range(count):
-            pool._spawn()
+        pool = cls(start_listener, host, sockets[0].getsockname()[1], backlog, sockets, loop)
+        workers = [pool._spawn() for _ in range(count)]
+        # Return once every worker listens, so a client connecting right after start_server() is served.
+        try:
+            ready = await asyncio.wait_for(asyncio.gather(*(w.ready for w in workers)), _READY_TIMEOUT)
+        except TimeoutError:
+            ready = [False]
+        if not all(ready):
+            await pool.close(deadline=0.0)
+            raise InputError(
+                f"the workers could not listen on {host or '*'}:{port} within {_READY_TIMEOUT:g} s",
+                fix="see the log above for the worker's error",
+            )
         return pool
 
     @property
@@ -88,26 +112,46 @@ class WorkerPool:
 
     # -- spawning --------------------------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> _Worker:
         read_end, write_end = os.pipe()
+        ready_read, ready_write = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(write_end)
-            self._child(read_end)
+            os.close(ready_read)
+            self._child(read_end, ready_write)
         os.close(read_end)
+        os.close(ready_write)
         try:
             pidfd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pidfd = None
-        worker = _Worker(pid, write_end, pidfd)
+        worker = _Worker(pid, write_end, pidfd, self.loop.create_future(), ready_read)
         self.workers[pid] = worker
+        self.loop.add_reader(ready_read, self._on_ready, worker)
         if pidfd is not None:
             self.loop.add_reader(pidfd, self._reap, worker)
         else:
             self.loop.call_later(0.5, self._poll, worker)
         log.info("started worker %d on port %d", pid, self.port)
+        return worker
 
-    def _child(self, control: int) -> NoReturn:
+    def _on_ready(self, worker: _Worker) -> None:
+        """The worker wrote its readiness byte (it listens), or the pipe closed (it exited before)."""
+        fd = worker.ready_fd
+        if fd is None:
+            return
+        self.loop.remove_reader(fd)
+        try:
+            ok = os.read(fd, 1) == b"1"
+        except OSError:
+            ok = False
+        os.close(fd)
+        worker.ready_fd = None
+        if not worker.ready.done():
+            worker.ready.set_result(ok)
+
+    def _child(self, control: int, ready: int) -> NoReturn:
         """The worker process: never returns."""
         status = 1
         try:
@@ -118,14 +162,14 @@ class WorkerPool:
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             for w in self.workers.values():
-                os.close(w.control)
-                if w.pidfd is not None:
-                    os.close(w.pidfd)
+                for fd in (w.control, w.pidfd, w.ready_fd):
+                    if fd is not None:
+                        os.close(fd)
             for s in self.sockets:
                 s.close()
             loop = type(self.loop)()
             asyncio.set_event_loop(loop)
-            loop.run_until_complete(self._worker_main(control))
+            loop.run_until_complete(self._worker_main(control, ready))
             status = 0
         except BaseException:
             log.exception("worker %d failed", os.getpid())
@@ -134,19 +178,10 @@ class WorkerPool:
                 handler.flush()
             os._exit(status)
 
-    async def _worker_main(self, control: int) -> None:
-        from .server import Server
-
-        parent = self.server
-        server = Server(
-            parent._handler,
-            context=parent._context,
-            handshake_timeout=parent._handshake_timeout,
-            max_connections=parent._max_connections,
-            idle_timeout=parent._idle_timeout,
-            on_tls_error=parent._on_tls_error,
-        )
-        await server._listen(self.host, self.port, backlog=self.backlog, reuse_port=True)
+    async def _worker_main(self, control: int, ready: int) -> None:
+        server = await self.start_listener(self.host, self.port, self.backlog)
+        os.write(ready, b"1")
+        os.close(ready)
         loop = asyncio.get_running_loop()
 
         closing: list[asyncio.Task[None]] = []
@@ -188,6 +223,7 @@ class WorkerPool:
 
     def _exited(self, worker: _Worker, status: int) -> None:
         self.workers.pop(worker.pid, None)
+        self._on_ready(worker)  # a worker that died before listening never becomes ready
         os.close(worker.control)
         code = os.waitstatus_to_exitcode(status)
         if self.closing or worker.retiring:
@@ -211,12 +247,17 @@ class WorkerPool:
         with contextlib.suppress(OSError):  # already gone: the pidfd reports it
             os.write(worker.control, f"{deadline}\n".encode())
 
-    def reload(self, context: ssl.SSLContext) -> None:
-        """Rolling restart: each old worker is replaced by one forked with ``context``."""
+    def reload(self) -> None:
+        """Rolling restart: each old worker retires once a newly forked one (with the new settings) listens."""
         old = [w for w in self.workers.values() if not w.retiring]
         for worker in old:
-            self._spawn()
-            self._retire(worker, _DEFAULT_DEADLINE)
+            new = self._spawn()
+            new.ready.add_done_callback(functools.partial(self._replaced, worker))
+
+    def _replaced(self, old: _Worker, ready: asyncio.Future[bool]) -> None:
+        # A new worker that could not listen leaves the old one serving (its failure is logged by the worker).
+        if ready.result() and old.pid in self.workers:
+            self._retire(old, _DEFAULT_DEADLINE)
 
     async def close(self, *, deadline: float) -> None:
         """Tell every worker to close within ``deadline``; kill those still running a little later."""

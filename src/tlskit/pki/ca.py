@@ -43,6 +43,7 @@ from .certs import (
     utc_now,
 )
 from .files import certs_to_pem, load_certificate, load_certificates
+from .inspect import serial_hex
 from .keys import KeyType, PrivateKey, generate_key, key_to_pem, load_private_key
 from .names import format_san, parse_sans, parse_subject
 
@@ -54,7 +55,6 @@ __all__ = [
     "IssuedRecord",
     "parse_reason",
     "parse_serial",
-    "serial_hex",
 ]
 
 #: Default validity of leaf certificates (CA/Browser Forum and Apple limits are 398 days; stay under 366).
@@ -64,12 +64,6 @@ CA_DAYS = 3650
 
 _CA_PEM, _KEY_PEM, _CHAIN_PEM, _INDEX = "ca.pem", "ca-key.pem", "chain.pem", "index.json"
 _PROFILE_CA = "ca"
-
-
-def serial_hex(serial: int) -> str:
-    """A serial as upper-case hex with an even number of digits, as OpenSSL prints it."""
-    text = f"{serial:X}"
-    return text.zfill(len(text) + len(text) % 2)
 
 
 def parse_serial(text: str) -> int:
@@ -293,20 +287,20 @@ class CertificateAuthority:
         if own_limit == 0:
             raise InputError(
                 f"{self._label}: path length 0 allows no intermediate CAs below it",
-                fix="sign the intermediate with a CA higher up, or recreate this CA with a larger --path-length",
+                fix="sign the intermediate with a CA higher up, or recreate this CA with a larger path_length=",
             )
         if own_limit is not None:
             if path_length is not None and path_length > own_limit - 1:
                 raise InputError(
                     f"path length {path_length} exceeds what {self._label} allows ({own_limit - 1})",
-                    fix=f"give --path-length {own_limit - 1} or less",
+                    fix=f"give path_length={own_limit - 1} or less",
                 )
             path_length = own_limit - 1 if path_length is None else path_length
         subject = _name(name)
         if any(c.subject == subject for c in self.chain):
             raise InputError(
                 f"the name {subject.rfc4514_string()!r} is already used in this CA's chain",
-                fix="give the intermediate its own --name",
+                fix="give the intermediate its own name=",
             )
         target = self._prepare_directory(directory, force=force)
         key = generate_key(key_type)
@@ -381,7 +375,7 @@ class CertificateAuthority:
         wants_ca = requested is not None and requested.ca
         if wants_ca and not allow_ca:
             raise InputError(
-                f"{source}: the CSR asks for a CA certificate (CA:true)", fix="pass allow_ca / --allow-ca if intended"
+                f"{source}: the CSR asks for a CA certificate (CA:true)", fix="pass allow_ca=True if intended"
             )
         sans = tuple(csr_names(csr))
         if wants_ca:
@@ -393,7 +387,7 @@ class CertificateAuthority:
             if not sans and profile is not Profile.CLIENT:
                 raise InputError(
                     "the CSR has no subjectAltName, and TLS clients ignore the CN",
-                    fix="recreate the CSR with a subjectAltName (tlskit csr new --san NAME)",
+                    fix="recreate the CSR with a subjectAltName (sans=)",
                 )
             spec = CertSpec(subject=csr.subject, sans=sans, profile=profile, days=days or LEAF_DAYS)
         public = check_public_key(csr.public_key(), "CSR")
@@ -483,7 +477,7 @@ class CertificateAuthority:
         if d.exists() and not d.is_dir():
             raise InputError(f"{d}: exists and is not a directory", fix="choose another CA directory")
         if (d / _CA_PEM).exists() and not force:
-            raise ExistingFileError(f"{d}: already holds a CA", fix="choose another directory or pass --force")
+            raise ExistingFileError(f"{d}: already holds a CA", fix="choose another directory, or pass force=True")
         if d.is_dir() and not force and any(d.iterdir()):
             # The CA would mix its private key and index with unrelated files, and --force would later clobber them.
             raise ExistingFileError(f"{d}: directory is not empty", fix="choose a new or empty directory")

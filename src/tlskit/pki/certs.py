@@ -140,7 +140,7 @@ def build_certificate(
     start = utc_now(now) - BACKDATE
     end = start + BACKDATE + dt.timedelta(days=spec.days)
     if spec.days < 1:
-        raise InputError(f"validity of {spec.days} days", fix="give --days 1 or more")
+        raise InputError(f"validity of {spec.days} days", fix="give days=1 or more")
     if issuer is not None:
         end = min(end, issuer.not_valid_after_utc)
         if end <= start:
@@ -214,7 +214,7 @@ def build_csr(
     else:
         name = leaf_subject(names, cn)
     if not name and not names:
-        raise InputError("a CSR needs a subject or at least one subjectAltName", fix="give --cn, --subject or --san")
+        raise InputError("a CSR needs a subject or at least one subjectAltName", fix="give cn=, subject= or sans=")
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=not name)
@@ -264,7 +264,7 @@ def self_signed(
     """
     if csr is not None:
         if cn is not None or sans:
-            raise InputError("give either a CSR or names, not both", fix="drop --cn/--san or --csr")
+            raise InputError("give either a CSR or names, not both", fix="drop cn=/sans=, or csr=")
         check_csr_signature(csr)
         if not key_matches(csr, key):
             raise KeyMismatchError("the key does not belong to the CSR", fix="pass the key the CSR was made with")

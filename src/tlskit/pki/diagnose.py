@@ -301,7 +301,7 @@ def _build_path(
                         Code.SELF_SIGNED,
                         f"'{label(cur)}' is self-signed and not in the trust store",
                         "use a certificate issued by a CA the clients trust (tlskit ca issue), "
-                        "or give this certificate as a trust anchor (--ca)",
+                        "or give this certificate as a trust anchor (ca=)",
                     )
                 ]
             return path, [_untrusted(cur.subject, f"the chain ends at the root '{label(cur)}'")]
@@ -335,7 +335,7 @@ def _build_path(
                     Code.INCOMPLETE_CHAIN,
                     f"the issuer of '{label(cur)}', '{dn(cur.issuer)}', was not sent and is not in the trust store",
                     f"if '{dn(cur.issuer)}' is an intermediate CA, append its certificate to the chain file "
-                    "(tlskit ca issue writes leaf + intermediates); if it is a root, trust it (--ca)",
+                    "(tlskit ca issue writes leaf + intermediates); if it is a root, trust it (ca=)",
                 )
             ]
         return path, [_untrusted(cur.issuer, f"the chain ends with '{label(cur)}', issued by '{dn(cur.issuer)}'")]
@@ -346,7 +346,7 @@ def _untrusted(name: x509.Name, what: str) -> Problem:
     return Problem(
         Code.UNTRUSTED_ROOT,
         f"{what}, which is not in the trust store",
-        f"trust the root CA '{dn(name)}' (--ca FILE), or use a certificate from a CA you already trust",
+        f"trust the root CA '{dn(name)}' (ca=), or use a certificate from a CA you already trust",
     )
 
 
@@ -376,8 +376,7 @@ def _leaf_problems(
             Problem(
                 Code.WRONG_PURPOSE,
                 f"'{name}' is not for TLS {purpose.value}s (its extendedKeyUsage allows: {allowed})",
-                f"reissue it with the {purpose.value} profile"
-                + (" (tlskit ca issue ... without --client)" if purpose is Purpose.SERVER else " (--client)"),
+                f"reissue it with the {purpose.value} profile (profile=Profile.{purpose.name})",
             )
         )
     bc = ext(leaf, x509.BasicConstraints)
@@ -478,7 +477,7 @@ def _issuer_problems(issuer: x509.Certificate, depth: int, path: Sequence[x509.C
                 Problem(
                     Code.PATH_LENGTH_EXCEEDED,
                     f"'{name}' allows {bc.value.path_length} intermediate CA(s) below it, but the chain has {below}",
-                    "issue from a CA higher up, or recreate the CA with a larger --path-length",
+                    "issue from a CA higher up, or recreate the CA with a larger path_length=",
                 )
             )
     ku = ext(issuer, x509.KeyUsage)

@@ -29,6 +29,7 @@ __all__ = [
     "key_description",
     "serial_hex",
     "spki_pin",
+    "spki_sha256",
     "summarize",
     "usage_name",
 ]
@@ -116,11 +117,16 @@ def _ext(exts: x509.Extensions, kind: type[x509.ExtensionType]) -> x509.Extensio
         return None
 
 
-def spki_pin(key: keys.PublicKey | x509.Certificate | Any) -> str:
-    """``sha256:BASE64`` of the DER SubjectPublicKeyInfo (the HPKP / ``--pin`` form)."""
+def spki_sha256(key: keys.PublicKey | x509.Certificate | Any) -> bytes:
+    """SHA-256 of the DER SubjectPublicKeyInfo of a public key or certificate: what a pin compares."""
     public = key.public_key() if isinstance(key, x509.Certificate) else key
     der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return "sha256:" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+    return hashlib.sha256(der).digest()
+
+
+def spki_pin(key: keys.PublicKey | x509.Certificate | Any) -> str:
+    """``sha256:BASE64`` of the DER SubjectPublicKeyInfo (the HPKP / ``--pin`` form)."""
+    return "sha256:" + base64.b64encode(spki_sha256(key)).decode()
 
 
 def key_description(key: Any) -> tuple[str, int]:

@@ -129,7 +129,7 @@ def parse_private_key(data: bytes, *, passphrase: bytes | None = None, source: s
         # cryptography: "Password was not given but private key is encrypted" / "... not encrypted"
         if passphrase is None:
             raise PassphraseError(
-                f"{source}: the private key is encrypted", fix="give its passphrase (--passphrase-file)"
+                f"{source}: the private key is encrypted", fix="give its passphrase (passphrase=)"
             ) from exc
         key = loader(data, password=None)  # a passphrase for an unencrypted key is harmless
     except ValueError as exc:
@@ -138,7 +138,7 @@ def parse_private_key(data: bytes, *, passphrase: bytes | None = None, source: s
         if encrypted:
             if passphrase is None:
                 raise PassphraseError(
-                    f"{source}: the private key is encrypted", fix="give its passphrase (--passphrase-file)"
+                    f"{source}: the private key is encrypted", fix="give its passphrase (passphrase=)"
                 ) from exc
             raise PassphraseError(
                 f"{source}: wrong passphrase for the private key", fix="check the passphrase"

@@ -70,7 +70,7 @@ def export_pkcs12(
     """
     check_key_matches(cert, key, cert_source=cert_source, key_source=key_source)
     if not passphrase:
-        raise InputError("a PKCS#12 export needs a passphrase", fix="give --passphrase-file or set TLSKIT_PASSPHRASE")
+        raise InputError("a PKCS#12 export needs a passphrase", fix="give passphrase=")
     extra = bundle_chain(cert, chain)
     encryption = (
         serialization.PrivateFormat.PKCS12.encryption_builder()

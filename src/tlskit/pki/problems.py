@@ -66,6 +66,9 @@ class Code(enum.StrEnum):
     CLIENT_CERT_REQUIRED = "client_cert_required"
     CLIENT_CERT_REJECTED = "client_cert_rejected"
     SERVER_CERT_REJECTED = "server_cert_rejected"
+    PEER_NOT_ALLOWED = "peer_not_allowed"
+    PIN_MISMATCH = "pin_mismatch"
+    PEER_REFUSED = "peer_refused"
     WRONG_PURPOSE = "wrong_purpose"
     PROTOCOL_TOO_OLD = "protocol_too_old"
     NOT_TLS = "not_tls"
@@ -156,15 +159,15 @@ def when(moment: datetime) -> str:
 
 # OpenSSL X509_V_ERR_* codes (x509_vfy.h) -> (code, what is wrong, fix).  {cert} reads "the server's
 # certificate" or "the client's certificate", {peer} "server" or "client", depending on who was verified.
-_ISSUER_FIX = "send the intermediate CA certificates with the leaf; if the issuer is a root, trust it (--ca)"
+_ISSUER_FIX = "send the intermediate CA certificates with the leaf; if the issuer is a root, trust it (ca=)"
 _VERIFY_CODES: dict[int, tuple[Code, str, str]] = {
     2: (Code.INCOMPLETE_CHAIN, "an issuer certificate for {cert} is missing", _ISSUER_FIX),
     9: (Code.NOT_YET_VALID, "{cert} is not valid yet", "check the clocks; wait, or reissue it with an earlier start"),
     10: (Code.EXPIRED, "{cert} has expired", "renew the certificate and install the new one"),
     18: (Code.SELF_SIGNED, "{cert} is self-signed and not trusted",
-         "use a certificate issued by a trusted CA, or trust this one explicitly (--ca)"),
+         "use a certificate issued by a trusted CA, or trust this one explicitly (ca=)"),
     19: (Code.UNTRUSTED_ROOT, "the {peer}'s chain ends at a self-signed root that is not trusted",
-         "trust that root CA (--ca FILE), or use a certificate from a CA you already trust"),
+         "trust that root CA (ca=), or use a certificate from a CA you already trust"),
     20: (Code.INCOMPLETE_CHAIN, "the issuer of {cert} was not sent and is not in the trust store", _ISSUER_FIX),
     21: (Code.INCOMPLETE_CHAIN, "the issuer of {cert} was not sent and is not in the trust store", _ISSUER_FIX),
     22: (Code.PATH_LENGTH_EXCEEDED, "the {peer}'s chain is too long", "use a shorter CA hierarchy"),
@@ -235,7 +238,7 @@ _CLOSED_FIX = "check the peer's log: it may require a client certificate, refuse
 _REASON_TEXT: dict[Code, tuple[str, str]] = {
     Code.CLIENT_CERT_REQUIRED: (
         "the server requires a client certificate and none was sent",
-        "give a client certificate and key issued by a CA the server trusts (--cert/--key)",
+        "give a client certificate and key issued by a CA the server trusts (cert=, key=)",
     ),
     Code.CLIENT_CERT_REJECTED: (
         "the server rejected the client certificate ({reason})",
@@ -259,7 +262,7 @@ _REASON_TEXT: dict[Code, tuple[str, str]] = {
     ),
     Code.UNRECOGNIZED_NAME: (
         "the server has no certificate for the requested server name (SNI)",
-        "connect with a name the server is configured for (--servername)",
+        "connect with a name the server is configured for (server_name=)",
     ),
     Code.CONNECTION_CLOSED: ("the peer closed the connection during the handshake", _CLOSED_FIX),
     Code.WEAK_KEY: ("a key in use is too small for OpenSSL's security level", "use EC P-256 or RSA-2048+ keys"),
@@ -307,7 +310,7 @@ def explain_ssl_error(
         )
     elif code is Code.CLIENT_CERT_REQUIRED and peer is Purpose.CLIENT:
         message = "the client sent no certificate, and this server requires one"
-        fix = "give the client a certificate from a CA this server trusts (tlskit ca issue --client)"
+        fix = "give the client a certificate from a CA this server trusts (profile=Profile.CLIENT)"
     pretty = reason.replace("SSLV3_ALERT_", "").replace("TLSV1_ALERT_", "").replace("_", " ").lower()
     return Problem(code, message.format(reason=pretty or "alert"), fix)
 
@@ -334,7 +337,7 @@ def _explain_verify(
             message = (
                 f"the {peer.value}'s chain ends with '{label(top)}', issued by '{dn(top.issuer)}', which is not trusted"
             )
-            fix = f"trust the root CA '{dn(top.issuer)}' (--ca FILE), or use a certificate from a CA you already trust"
+            fix = f"trust the root CA '{dn(top.issuer)}' (ca=), or use a certificate from a CA you already trust"
         elif code is Code.INCOMPLETE_CHAIN:
             message += f" ('{dn(leaf.issuer)}')"
     if peer is Purpose.CLIENT:  # a server refusing a client: one code, the reason in the sentence
@@ -342,7 +345,7 @@ def _explain_verify(
             # Advice for the server's operator: the client's CA is the one thing the server decides.
             fix = (
                 "give the client a certificate issued by a CA this server trusts, "
-                "or add that CA to the server's trusted client CAs (--ca)"
+                "or add that CA to the server's trusted client CAs (ca=)"
             )
         return Problem(Code.CLIENT_CERT_REJECTED, f"the client certificate was rejected: {message}", fix)
     return Problem(code, message, fix)

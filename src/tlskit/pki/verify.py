@@ -142,7 +142,7 @@ _REJECTIONS: list[tuple[str, Code, str, str]] = [
     ("signature algorithm", Code.WEAK_SIGNATURE, "a signature algorithm in the chain is forbidden",
      "reissue it signed with SHA-256"),
     ("no interior errors", Code.UNTRUSTED_ROOT, "no path to a trusted root was found",
-     "trust the root CA (--ca) and give the intermediates (--chain)"),
+     "trust the root CA (ca=) and give the intermediates (intermediates=)"),
 ]  # fmt: skip
 """cryptography's rejection messages (a fragment) -> (code, plain sentence, fix); the first match wins."""
 
@@ -293,7 +293,7 @@ def verify_chain(
     if not roots:
         return VerifyResult(
             False,
-            problems=[Problem(Code.UNTRUSTED_ROOT, "no trust anchors were given", "give the root CA with --ca FILE")],
+            problems=[Problem(Code.UNTRUSTED_ROOT, "no trust anchors were given", "give the root CA (ca=)")],
         )
     try:
         verifier = _verifier(xv.Store(list(roots)), purpose, subject, moment)
@@ -347,7 +347,7 @@ def system_roots() -> list[x509.Certificate]:
         for cert in certs:
             found.setdefault(cert.fingerprint(hashes.SHA256()), cert)
     if not found:
-        raise InputError("no system trust store was found", fix="give the root CA certificate with --ca FILE")
+        raise InputError("no system trust store was found", fix="give the root CA certificate (ca=)")
     return list(found.values())
 
 

@@ -259,7 +259,7 @@ def _client_cert_problem(result: Handshake, *, sent_cert: bool) -> Problem | Non
         return Problem(
             Code.CLIENT_CERT_REQUIRED,
             "the server requires a client certificate and none was given",
-            "give a client certificate and key issued by a CA the server trusts (--cert/--key)",
+            "give a client certificate and key issued by a CA the server trusts (cert=, key=)",
         )
     if sent_cert and asked and any(r in reason for r in _REJECTION_REASONS):
         alert = reason.removeprefix("SSLV3_ALERT_").removeprefix("TLSV1_ALERT_").lower()
@@ -335,7 +335,7 @@ def probe(
     inputs and :class:`~tlskit.errors.TlskitError` when there is no TCP connection at all.
     """
     if (cert is None) != (key is None):
-        raise InputError("a client certificate needs both --cert and --key", fix="pass both, or neither")
+        raise InputError("a client certificate needs both cert= and key=", fix="pass both, or neither")
     if cert is not None and key is not None:
         _check_client_identity(cert, key, passphrase)
     anchors = [c for f in ca for c in load_certificates(f)]
@@ -468,7 +468,7 @@ def _unreachable(host: str, port: int, exc: OSError, timeout: float) -> TlskitEr
     if isinstance(exc, ConnectionRefusedError):
         return TlskitError(f"{where}: connection refused", fix="check the host and port, and that the server runs")
     if isinstance(exc, TimeoutError | socket.timeout):
-        return TlskitError(f"{where}: no answer within {timeout:g} s", fix="check the address, firewalls and --timeout")
+        return TlskitError(f"{where}: no answer within {timeout:g} s", fix="check the address, firewalls and timeout=")
     if isinstance(exc, socket.gaierror):
         return TlskitError(f"{host}: unknown host ({exc.strerror})", fix="check the host name")
     return TlskitError(f"{where}: cannot connect ({exc.strerror or exc})", fix="check the host and port")

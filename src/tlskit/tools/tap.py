@@ -252,13 +252,13 @@ async def start_tap(*, listen: Endpoint, target: Endpoint, sink: Sink, options: 
     try:
         await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise InputError(f"cannot resolve server host {target.host!r} ({exc.strerror})", fix="check --to") from exc
+        raise InputError(f"cannot resolve server host {target.host!r} ({exc.strerror})", fix="check target=") from exc
     try:
         # One socket only: "localhost" may resolve to two addresses, and with port 0 each would get its own.
         infos = await loop.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         host = str(infos[0][4][0])
     except OSError as exc:
-        raise InputError(f"cannot resolve listen host {listen.host!r} ({exc.strerror})", fix="check --listen") from exc
+        raise InputError(f"cannot resolve listen host {listen.host!r} ({exc.strerror})", fix="check listen=") from exc
     tap = TapServer(target=target, sink=sink, options=options or TapOptions())
     try:
         await tap._start(host, listen.port)
