@@ -21,7 +21,20 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import InputError
 from .inspect import serial_hex, usage_name
-from .problems import EXTENSION_ERRORS, Code, Problem, Purpose, dn, explain_ssl_error, ext, label, names_of, utc, when
+from .problems import (
+    EXTENSION_ERRORS,
+    Code,
+    Problem,
+    Purpose,
+    dn,
+    explain_ssl_error,
+    ext,
+    label,
+    names_of,
+    unique,
+    utc,
+    when,
+)
 
 __all__ = [
     "Code",
@@ -273,12 +286,8 @@ def diagnose_chain(
             problems += _issuer_problems(cert, depth, path)
     for cert, issuer in itertools.pairwise(path):
         problems += check_revocation(cert, issuer, crls, at=moment)
-    return _unique(problems)
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    # the same finding can come from two walks (e.g. a root both sent and trusted); report it once
-    return list(dict.fromkeys(problems))
+    # the same finding can come from two walks (e.g. a root both sent and trusted): report it once
+    return unique(problems)
 
 
 def _build_path(

@@ -1,15 +1,22 @@
-"""The problem vocabulary shared by verify, probe and the transport: codes, Problem, and OpenSSL errors explained.
+"""The problem vocabulary shared by verify, probe and the transport: codes, Problem, and failures explained.
 
 A :class:`Problem` is a stable ``code`` (see :class:`Code`), a sentence a person can read and a fix that never
-says "turn verification off".  :func:`explain_ssl_error` turns an ``ssl.SSLError`` from OpenSSL (verify codes,
-TLS alerts) into one Problem; :mod:`tlskit.pki.diagnose` finds problems in certificate chains.
+says "turn verification off".  This module is the one place where failures become words:
+
+- :func:`explain_ssl_error`: an ``ssl.SSLError`` from OpenSSL (verify codes, TLS alerts) as one Problem, told
+  who the peer was and, when known, whether a client certificate was asked for and sent;
+- :func:`explain_rejection`: a rejection by ``cryptography``'s verifier as one Problem;
+- :func:`unique`: the one de-duplication of a list of findings.
+
+:mod:`tlskit.pki.diagnose` finds the problems of a certificate chain itself, in the same vocabulary.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -23,10 +30,12 @@ __all__ = [
     "Problem",
     "Purpose",
     "dn",
+    "explain_rejection",
     "explain_ssl_error",
     "ext",
     "label",
     "names_of",
+    "unique",
     "utc",
     "when",
 ]
@@ -102,6 +111,11 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.message}; fix: {self.fix}" if self.fix else self.message
+
+
+def unique(problems: Iterable[Problem]) -> list[Problem]:
+    """``problems`` in order, each finding once (two walks of a chain, or two sources, may report the same)."""
+    return list(dict.fromkeys(problems))
 
 
 # ------------------------------------------------------------------------------------------- naming things
@@ -241,7 +255,7 @@ _REASON_TEXT: dict[Code, tuple[str, str]] = {
         "give a client certificate and key issued by a CA the server trusts (cert=, key=)",
     ),
     Code.CLIENT_CERT_REJECTED: (
-        "the server rejected the client certificate ({reason})",
+        "the server rejected the client certificate (alert: {reason})",
         "use a client certificate issued by a CA the server trusts, valid now and with the client profile",
     ),
     Code.SERVER_CERT_REJECTED: (
@@ -270,18 +284,31 @@ _REASON_TEXT: dict[Code, tuple[str, str]] = {
 }
 
 
+# Alerts a server sends when it does not accept a client certificate (or, from some servers, the lack of one).
+_CERT_ALERTS = frozenset({
+    "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_REVOKED", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+    "TLSV1_ALERT_ACCESS_DENIED", "TLSV1_ALERT_DECRYPT_ERROR", "SSLV3_ALERT_HANDSHAKE_FAILURE",
+})  # fmt: skip
+
+
 def explain_ssl_error(
     exc: BaseException,
     *,
     host: str | None = None,
     peer: Purpose = Purpose.SERVER,
     chain: Sequence[x509.Certificate] = (),
+    sent_cert: bool | None = None,
+    cert_requested: bool | None = None,
 ) -> Problem:
     """Turn an OpenSSL error (or a socket error during a handshake) into one Problem.
 
     ``peer`` is who was on the other side: ``Purpose.SERVER`` when this side is a client (the default),
     ``Purpose.CLIENT`` in a server's handshake-failure hook.  ``chain`` (the peer's certificates, if known)
-    lets messages name the identities and dates of the certificate.
+    lets messages name the identities and dates of the certificate.  A client that knows whether it sent a
+    certificate (``sent_cert``) and whether the server asked for one (``cert_requested``) gets a precise answer
+    where alerts are ambiguous: a server may answer a *missing* certificate with ``bad_certificate`` (Go does),
+    and a client that sent none must not be told its certificate was rejected.
     """
     if not isinstance(exc, ssl.SSLError):  # the socket failed under the handshake rather than TLS itself
         if isinstance(exc, TimeoutError):
@@ -292,6 +319,10 @@ def explain_ssl_error(
         message = str(getattr(exc, "verify_message", "") or exc)
         return _explain_verify(verify_code, message, host=host, peer=peer, chain=chain)
     reason = str(getattr(exc, "reason", None) or "")
+    if peer is Purpose.SERVER and sent_cert is not None:
+        known = _client_cert_problem(reason, sent_cert=sent_cert, cert_requested=cert_requested)
+        if known is not None:
+            return known
     code = _REASONS.get(reason)
     if code is None and isinstance(exc, ssl.SSLEOFError):
         code = Code.CONNECTION_CLOSED
@@ -313,6 +344,19 @@ def explain_ssl_error(
         fix = "give the client a certificate from a CA this server trusts (profile=Profile.CLIENT)"
     pretty = reason.replace("SSLV3_ALERT_", "").replace("TLSV1_ALERT_", "").replace("_", " ").lower()
     return Problem(code, message.format(reason=pretty or "alert"), fix)
+
+
+def _client_cert_problem(reason: str, *, sent_cert: bool, cert_requested: bool | None) -> Problem | None:
+    """A client's failure caused by client authentication, which only the client knows it attempted."""
+    # TLS 1.3 has an alert for it; TLS 1.2 servers say handshake_failure after a CertificateRequest.
+    if "CERTIFICATE_REQUIRED" in reason or (not sent_cert and cert_requested is not False and reason in _CERT_ALERTS):
+        message, fix = _REASON_TEXT[Code.CLIENT_CERT_REQUIRED]
+        return Problem(Code.CLIENT_CERT_REQUIRED, message, fix)
+    if sent_cert and cert_requested is not False and reason in _CERT_ALERTS:
+        pretty = reason.replace("SSLV3_ALERT_", "").replace("TLSV1_ALERT_", "").replace("_", " ").lower()
+        message, fix = _REASON_TEXT[Code.CLIENT_CERT_REJECTED]
+        return Problem(Code.CLIENT_CERT_REJECTED, message.format(reason=pretty), fix)
+    return None
 
 
 def _explain_verify(
@@ -349,3 +393,62 @@ def _explain_verify(
             )
         return Problem(Code.CLIENT_CERT_REJECTED, f"the client certificate was rejected: {message}", fix)
     return Problem(code, message, fix)
+
+
+# ------------------------------------------------------------------- cryptography's verifier explained
+
+_WEAK_KEY = ("a key in the chain is of a forbidden or too weak kind", "use EC P-256 or RSA-2048+ keys")
+_EKU = ("the certificate's extendedKeyUsage does not allow this purpose", "reissue it with the right profile")
+_NO_SAN = ("the certificate has no subjectAltName", "reissue it with the host names as SANs")
+_REJECTIONS: list[tuple[str, Code, str, str]] = [
+    ("no matching subjectAltName", Code.HOSTNAME_MISMATCH, "the certificate is not valid for {host}",
+     "use a name it carries, or reissue it with {host} as a SAN"),
+    ("has no subjectAltName", Code.NO_SAN, *_NO_SAN),
+    ("2.5.29.17: Certificate is missing", Code.NO_SAN, *_NO_SAN),
+    ("not valid at validation time", Code.EXPIRED, "a certificate in the chain is outside its validity period",
+     "renew it, or check the clock"),
+    ("name constraint", Code.NAME_CONSTRAINTS, "a CA's name constraints forbid the certificate's names",
+     "issue it from a CA allowed to certify those names"),
+    ("path length", Code.PATH_LENGTH_EXCEEDED, "a CA's path-length limit is exceeded", "issue from a CA higher up"),
+    ("max depth", Code.PATH_LENGTH_EXCEEDED, "the chain is too long", "use a shorter CA hierarchy"),
+    ("Exceeded maximum", Code.TOO_COMPLEX, "path building gave up: the chain or its name constraints are too "
+     "complex", "send only the certificates of the chain"),
+    ("basicConstraints.cA must not", Code.CA_CONSTRAINTS, "a CA certificate is used as the end-entity certificate",
+     "issue a separate end-entity certificate from that CA"),
+    ("basicConstraints", Code.CA_CONSTRAINTS, "an issuer in the chain is not a proper CA certificate",
+     "recreate the CA with tlskit ca init / ca intermediate"),
+    ("keyCertSign", Code.KEY_USAGE, "a keyUsage is wrong for the certificate's role",
+     "reissue it with the right profile"),
+    ("EKU", Code.WRONG_PURPOSE, *_EKU),
+    ("extendedKeyUsage", Code.WRONG_PURPOSE, *_EKU),
+    ("signature does not match", Code.BAD_SIGNATURE, "a signature in the chain does not verify",
+     "reissue the certificate from the CA in the chain"),
+    ("public key", Code.WEAK_KEY, *_WEAK_KEY),
+    ("RSA key", Code.WEAK_KEY, *_WEAK_KEY),
+    ("signature algorithm", Code.WEAK_SIGNATURE, "a signature algorithm in the chain is forbidden",
+     "reissue it signed with SHA-256"),
+    ("no interior errors", Code.UNTRUSTED_ROOT, "no path to a trusted root was found",
+     "trust the root CA (ca=) and give the intermediates (intermediates=)"),
+]  # fmt: skip
+"""cryptography's rejection messages (a fragment) -> (code, plain sentence, fix); the first match wins."""
+
+
+def explain_rejection(exc: Exception, leaf: x509.Certificate, host: str | None) -> Problem:
+    """``cryptography``'s verifier rejected the chain of ``leaf`` (for ``host``): that rejection as one Problem."""
+    text = str(exc).removeprefix("validation failed: ")
+    where = re.search(r"encountered processing <Certificate\(subject=<Name\((.*?)\)>", text)
+    text = re.sub(r" \(encountered processing .*$", "", text)
+    about = f" (in '{where.group(1)}')" if where else ""
+    for fragment, code, message, fix in _REJECTIONS:
+        if fragment in text:
+            extra = (
+                f"; it is valid for: {', '.join(names_of(leaf)) or 'no names'}"
+                if code is Code.HOSTNAME_MISMATCH
+                else ""
+            )
+            return Problem(code, message.format(host=host) + extra + about, fix.format(host=host))
+    return Problem(
+        Code.NONCONFORMING,
+        f"the chain breaks RFC 5280 / CA/B Forum rules: {text}{about}",
+        "reissue the offending certificate with a standard profile (tlskit ca issue)",
+    )

@@ -39,7 +39,7 @@ from .diagnose import (
     weak_key_reason,
 )
 from .inspect import serial_hex
-from .problems import Code, Problem, Purpose, ext, label, names_of, utc
+from .problems import Code, Problem, Purpose, explain_rejection, ext, label, unique, utc
 
 __all__ = ["Purpose", "VerifyResult", "parse_time", "system_roots", "verify_chain", "verify_files"]
 
@@ -109,62 +109,6 @@ def _verifier(
     if purpose is Purpose.CLIENT:
         ee = ee.may_be_present(x509.SubjectAlternativeName, xv.Criticality.AGNOSTIC, _client_san)
     return builder.extension_policies(ca_policy=ca, ee_policy=ee).build_client_verifier()
-
-
-_WEAK_KEY = ("a key in the chain is of a forbidden or too weak kind", "use EC P-256 or RSA-2048+ keys")
-_EKU = ("the certificate's extendedKeyUsage does not allow this purpose", "reissue it with the right profile")
-_NO_SAN = ("the certificate has no subjectAltName", "reissue it with the host names as SANs")
-_REJECTIONS: list[tuple[str, Code, str, str]] = [
-    ("no matching subjectAltName", Code.HOSTNAME_MISMATCH, "the certificate is not valid for {host}",
-     "use a name it carries, or reissue it with {host} as a SAN"),
-    ("has no subjectAltName", Code.NO_SAN, *_NO_SAN),
-    ("2.5.29.17: Certificate is missing", Code.NO_SAN, *_NO_SAN),
-    ("not valid at validation time", Code.EXPIRED, "a certificate in the chain is outside its validity period",
-     "renew it, or check the clock"),
-    ("name constraint", Code.NAME_CONSTRAINTS, "a CA's name constraints forbid the certificate's names",
-     "issue it from a CA allowed to certify those names"),
-    ("path length", Code.PATH_LENGTH_EXCEEDED, "a CA's path-length limit is exceeded", "issue from a CA higher up"),
-    ("max depth", Code.PATH_LENGTH_EXCEEDED, "the chain is too long", "use a shorter CA hierarchy"),
-    ("Exceeded maximum", Code.TOO_COMPLEX, "path building gave up: the chain or its name constraints are too "
-     "complex", "send only the certificates of the chain"),
-    ("basicConstraints.cA must not", Code.CA_CONSTRAINTS, "a CA certificate is used as the end-entity certificate",
-     "issue a separate end-entity certificate from that CA"),
-    ("basicConstraints", Code.CA_CONSTRAINTS, "an issuer in the chain is not a proper CA certificate",
-     "recreate the CA with tlskit ca init / ca intermediate"),
-    ("keyCertSign", Code.KEY_USAGE, "a keyUsage is wrong for the certificate's role",
-     "reissue it with the right profile"),
-    ("EKU", Code.WRONG_PURPOSE, *_EKU),
-    ("extendedKeyUsage", Code.WRONG_PURPOSE, *_EKU),
-    ("signature does not match", Code.BAD_SIGNATURE, "a signature in the chain does not verify",
-     "reissue the certificate from the CA in the chain"),
-    ("public key", Code.WEAK_KEY, *_WEAK_KEY),
-    ("RSA key", Code.WEAK_KEY, *_WEAK_KEY),
-    ("signature algorithm", Code.WEAK_SIGNATURE, "a signature algorithm in the chain is forbidden",
-     "reissue it signed with SHA-256"),
-    ("no interior errors", Code.UNTRUSTED_ROOT, "no path to a trusted root was found",
-     "trust the root CA (ca=) and give the intermediates (intermediates=)"),
-]  # fmt: skip
-"""cryptography's rejection messages (a fragment) -> (code, plain sentence, fix); the first match wins."""
-
-
-def _translate(exc: Exception, leaf: x509.Certificate, host: str | None) -> Problem:
-    text = str(exc).removeprefix("validation failed: ")
-    where = re.search(r"encountered processing <Certificate\(subject=<Name\((.*?)\)>", text)
-    text = re.sub(r" \(encountered processing .*$", "", text)
-    about = f" (in '{where.group(1)}')" if where else ""
-    for fragment, code, message, fix in _REJECTIONS:
-        if fragment in text:
-            extra = (
-                f"; it is valid for: {', '.join(names_of(leaf)) or 'no names'}"
-                if code is Code.HOSTNAME_MISMATCH
-                else ""
-            )
-            return Problem(code, message.format(host=host) + extra + about, fix.format(host=host))
-    return Problem(
-        Code.NONCONFORMING,
-        f"the chain breaks RFC 5280 / CA/B Forum rules: {text}{about}",
-        "reissue the offending certificate with a standard profile (tlskit ca issue)",
-    )
 
 
 def _merge(reason: Problem, found: list[Problem]) -> list[Problem]:
@@ -303,7 +247,7 @@ def verify_chain(
         found = diagnose_chain(
             [leaf], roots=roots, intermediates=intermediates, host=host, purpose=purpose, crls=crls, at=moment
         )
-        return VerifyResult(False, problems=_merge(_translate(exc, leaf, host), found))
+        return VerifyResult(False, problems=unique(_merge(explain_rejection(exc, leaf, host), found)))
     problems = _conformance(chain, purpose)
     for cert, issuer in itertools.pairwise(chain):
         problems += check_revocation(cert, issuer, crls, at=moment)

@@ -9,14 +9,12 @@ at a time, to judge the configuration against Mozilla's "modern" and "intermedia
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import enum
 import ipaddress
 import os
 import socket
 import ssl
-import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,14 +22,15 @@ from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 
 from ..errors import InputError, TlskitError
 from ..pki.certs import key_matches, utc_now
-from ..pki.diagnose import Code, Problem, Purpose, diagnose_chain, explain_ssl_error
+from ..pki.diagnose import diagnose_chain
 from ..pki.files import load_certificates, load_crl
 from ..pki.inspect import general_name, key_description, signature_name, usage_name
 from ..pki.keys import load_private_key
+from ..pki.problems import Code, Problem, Purpose, explain_ssl_error, unique
+from ..pki.verify import system_roots
 from .scan import Handshake, ProtocolVersion, ServerFlight, handshake, probe_context
 
 __all__ = [
@@ -72,20 +71,6 @@ _LEGACY_TLS12_SUITES = (
 )
 _SUITES = (*INTERMEDIATE_TLS12_SUITES, *_LEGACY_TLS12_SUITES)
 _OLD_VERSIONS = (ProtocolVersion.TLS1_0, ProtocolVersion.TLS1_1)
-# Alerts a server sends when it does not accept the client certificate it was given.
-_REJECTION_REASONS = (
-    "UNKNOWN_CA",
-    "BAD_CERTIFICATE",
-    "CERTIFICATE_UNKNOWN",
-    "UNSUPPORTED_CERTIFICATE",
-    "CERTIFICATE_REVOKED",
-    "CERTIFICATE_EXPIRED",
-    "ACCESS_DENIED",
-    "DECRYPT_ERROR",
-    "HANDSHAKE_FAILURE",
-)
-
-
 class VersionSupport(enum.StrEnum):
     """Whether a server accepted a protocol version offered on its own."""
 
@@ -215,23 +200,12 @@ class ProbeReport:
 # --- inputs ------------------------------------------------------------------------------------------------
 
 
-def _system_roots() -> list[x509.Certificate]:
-    """The trust anchors a default client would use (the OpenSSL default CA file and directory)."""
-    paths = ssl.get_default_verify_paths()
-    roots: list[x509.Certificate] = []
-    # Some distributions still ship roots with non-positive serials; cryptography warns about each one.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        for cafile in {paths.cafile, paths.openssl_cafile}:
-            if cafile and os.path.isfile(cafile):
-                with contextlib.suppress(InputError):
-                    roots.extend(load_certificates(cafile))
-        capath = paths.capath or paths.openssl_capath
-        if not roots and capath and os.path.isdir(capath):
-            for entry in sorted(os.listdir(capath)):
-                with contextlib.suppress(InputError, OSError):  # hash links to CRLs, stray files
-                    roots.extend(load_certificates(os.path.join(capath, entry)))
-    return roots
+def _default_roots() -> list[x509.Certificate]:
+    """The system's trust anchors, or none (then every chain is reported as untrusted, which it is here)."""
+    try:
+        return system_roots()
+    except InputError:
+        return []
 
 
 def _check_client_identity(cert: str, key: str, passphrase: bytes | None) -> None:
@@ -247,28 +221,13 @@ def _check_client_identity(cert: str, key: str, passphrase: bytes | None) -> Non
 # --- diagnosis ---------------------------------------------------------------------------------------------
 
 
-def _client_cert_problem(result: Handshake, *, sent_cert: bool) -> Problem | None:
-    """Classify a failure caused by client authentication, which only the client knows it attempted."""
-    error = result.error
-    if error is None:
-        return None
-    reason = str(error.reason or "")
-    # TLS 1.3 has an alert for it; TLS 1.2 servers say handshake_failure after a visible CertificateRequest.
-    asked = result.after_handshake or result.flight.certificate_request
-    if "CERTIFICATE_REQUIRED" in reason or (not sent_cert and asked and "HANDSHAKE_FAILURE" in reason):
-        return Problem(
-            Code.CLIENT_CERT_REQUIRED,
-            "the server requires a client certificate and none was given",
-            "give a client certificate and key issued by a CA the server trusts (cert=, key=)",
-        )
-    if sent_cert and asked and any(r in reason for r in _REJECTION_REASONS):
-        alert = reason.removeprefix("SSLV3_ALERT_").removeprefix("TLSV1_ALERT_").lower()
-        return Problem(
-            Code.CLIENT_CERT_REJECTED,
-            f"the server rejected the client certificate (alert: {alert.replace('_', ' ')})",
-            "use a client certificate issued by a CA the server trusts, valid now, with clientAuth usage",
-        )
-    return None
+def _cert_requested(result: Handshake) -> bool | None:
+    """Whether the server asked for a client certificate, as far as a client can see it (None: cannot tell)."""
+    if result.after_handshake or result.flight.certificate_request:
+        return True
+    # TLS 1.2 and older send the CertificateRequest in the clear, in the flight we read; TLS 1.3 encrypts it.
+    older = result.flight.version is not None and result.flight.version is not ProtocolVersion.TLS1_3
+    return False if older else None
 
 
 def _version_problem(
@@ -354,14 +313,19 @@ def probe(
     chain = [x509.load_der_x509_certificate(der) for der in result.chain]
     problems: list[Problem] = []
     if chain:
-        roots = anchors or _system_roots()
+        roots = anchors or _default_roots()
         problems += diagnose_chain(chain, roots=roots, host=name, purpose=Purpose.SERVER, crls=crl_objs, at=now)
     if result.error is not None:
-        auth = _client_cert_problem(result, sent_cert=cert is not None)
-        if auth is not None:
-            problems.append(auth)
-        elif not chain or not problems:
-            problems.append(explain_ssl_error(result.error, host=name, chain=chain))
+        failure = explain_ssl_error(
+            result.error,
+            host=name,
+            chain=chain,
+            sent_cert=cert is not None,
+            cert_requested=_cert_requested(result),
+        )
+        # The chain's own problems already say why a verification failed; other failures are news.
+        if failure.code in (Code.CLIENT_CERT_REQUIRED, Code.CLIENT_CERT_REJECTED) or not chain or not problems:
+            problems.append(failure)
 
     # A peer that does not speak TLS at all has no versions or suites to scan: say so once, not six times.
     scan = scan and not any(p.code == Code.NOT_TLS for p in problems)
@@ -378,7 +342,7 @@ def probe(
         group=result.flight.group,
         alpn=result.alpn,
         chain=tuple(CertificateInfo.from_certificate(c, now=now) for c in chain),
-        problems=tuple(_unique(problems)),
+        problems=tuple(unique(problems)),
         versions=MappingProxyType(versions),
         tls12_ciphers=tuple(tls12),
         profiles=_profiles(versions, tls12) if scan else (),
@@ -451,16 +415,6 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _unique(problems: Sequence[Problem]) -> list[Problem]:
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for p in problems:
-        if (p.code, p.message) not in seen:
-            seen.add((p.code, p.message))
-            out.append(p)
-    return out
 
 
 def _unreachable(host: str, port: int, exc: OSError, timeout: float) -> TlskitError:
