@@ -3,8 +3,8 @@
 Scenes: (1) a CA hierarchy and two leaf certificates written to a temporary directory; (2) a mutual-TLS server
 pushing JSON messages with sequence numbers every 100 ms to a reconnecting client, which answers and checks
 the sequence; the server drops the first connection once so the client reconnects and resumes its session;
-(3) a client whose certificate comes from another CA, refused, with the reason as both sides see it; (4) if the
-tap tools are installed, the same login over plaintext and over TLS as an eavesdropper sees it.
+(3) a client whose certificate comes from another CA, refused, with the reason as both sides see it; (4) the
+same login over plaintext and over TLS, as an eavesdropper on the path sees it.
 
 :func:`run_demo` prints with rich and returns an exit code; :func:`run_scenes` returns a :class:`DemoReport`
 for programs (and tests) that want the facts rather than the show.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import ssl
 import tempfile
 import time
@@ -282,10 +281,8 @@ def _tap_sink(show: _Show) -> Callable[[Any], None]:
 
 
 async def _tap_scenes(show: _Show, report: DemoReport) -> None:
-    try:
-        from .demo_tap import run_tap_scene
-    except ImportError:
-        return  # the tap tools are optional for the demo
+    from .demo_tap import run_tap_scene
+
     steps = iter("ab")
 
     def step(title: str) -> None:
@@ -325,11 +322,6 @@ def run_scenes(console: Console, *, tap: bool = True) -> DemoReport:
 
     report = DemoReport()
     show = _Show(console)
-    # The demo narrates refusals itself; without this the server's warnings would print twice via logging's
-    # last-resort handler.
-    logger = logging.getLogger("tlskit")
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
     with tempfile.TemporaryDirectory(prefix="tlskit-demo-") as tmp:
         report.directory = tmp
         run(_network_scenes(Path(tmp), show, report, tap=tap))
