@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from .._text import printable
 from ..errors import InputError, TlskitError
 from ..pki.files import PemKind, detect_kind
 
@@ -25,8 +26,11 @@ PASSPHRASE_ENV = "TLSKIT_PASSPHRASE"  # noqa: S105 - the variable's name, not a 
 
 
 def fail(message: str, *, code: int = EXIT_USAGE) -> click.exceptions.Exit:
-    """Print one ``tlskit: error: ...`` line on stderr and return an Exit to raise."""
-    click.echo(f"tlskit: error: {message}", err=True)
+    """Print one ``tlskit: error: ...`` line on stderr and return an Exit to raise.
+
+    Messages quote files, certificates and peers: control characters are escaped, so the line stays one line.
+    """
+    click.echo(f"tlskit: error: {printable(message)}", err=True)
     return click.exceptions.Exit(code)
 
 

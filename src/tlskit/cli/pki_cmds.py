@@ -15,6 +15,7 @@ from typing import TypeVar
 import click
 
 from .._fileio import check_writable, write_atomic
+from .._text import printable
 from ..errors import PassphraseError
 from ..pki.ca import CertificateAuthority, Issued, parse_reason, parse_serial, serial_hex
 from ..pki.certs import Profile, build_csr, self_signed
@@ -53,10 +54,12 @@ def _profile_options(func: click.decorators.FC) -> click.decorators.FC:
 
 
 def _say(message: str) -> None:
-    """One concise line on stdout (rich markup only for emphasis; NO_COLOR is honoured by rich)."""
+    """One concise line on stdout.  It quotes names from CSRs and certificates: shown as text (not rich markup),
+    control characters escaped."""
     from rich.console import Console
+    from rich.text import Text
 
-    Console(highlight=False, soft_wrap=True).print(message)
+    Console(highlight=False, soft_wrap=True).print(Text(printable(message)))
 
 
 def _open_encrypted(load: Callable[[bytes | None], T], passphrase_file: str | None) -> tuple[T, bytes | None]:
@@ -393,12 +396,14 @@ def ca_list(*, directory: str, as_json: bool, passphrase_file: str | None) -> No
     if as_json:
         click.echo(json.dumps([{**r.to_json(), "status": r.status()} for r in records], indent=2))
         return
-    click.echo(f"{ca.cert.subject.rfc4514_string()}: {len(records)} issued")
+    click.echo(printable(f"{ca.cert.subject.rfc4514_string()}: {len(records)} issued"))
     rows = [("SERIAL", "EXPIRES", "STATUS", "PROFILE", "SUBJECT", "NAMES")]
     rows += [
-        (r.serial_hex, f"{r.not_after:%Y-%m-%d}", r.status(), r.profile, r.subject or "-", ", ".join(r.names) or "-")
+        # Subjects and names come from CSRs: shown with control characters escaped.
+        (r.serial_hex, f"{r.not_after:%Y-%m-%d}", r.status(), r.profile, printable(r.subject) or "-",
+         printable(", ".join(r.names)) or "-")
         for r in records
-    ]
+    ]  # fmt: skip
     # Plain aligned columns (not a boxed table): serials must stay whole and copyable at any terminal width.
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
