@@ -85,10 +85,12 @@ def write_many(items: Iterable[tuple[str | os.PathLike[str], bytes, bool]], *, f
             temps.append(_write_temporary(target, data, private=private))
         while temps:
             tmp, current, identity = temps[0]
-            _place(tmp, current, force=force)
-            temps.pop(0)
+            linked = _place(tmp, current, force=force)
             if not force:
                 placed.append((current, identity))
+            if linked:
+                os.unlink(tmp)  # the target is a second name of it now
+            temps.pop(0)
         for directory in dict.fromkeys(target.parent for target, _, _ in plan):
             current = directory
             _fsync_directory(directory)
@@ -143,13 +145,17 @@ def _write_temporary(target: Path, data: bytes, *, private: bool) -> tuple[Path,
     return tmp, target, identity
 
 
-def _place(tmp: Path, target: Path, *, force: bool) -> None:
-    """Move ``tmp`` to ``target``: replacing it with ``force``, else failing with EEXIST if it exists (atomic)."""
+def _place(tmp: Path, target: Path, *, force: bool) -> bool:
+    """Put ``tmp`` at ``target``: replacing it with ``force``, else failing with EEXIST if it exists (atomic).
+
+    True when ``tmp`` was hard-linked (it is still there, for the caller to remove), False when it was renamed.
+    """
     if force:
         os.replace(tmp, target)
-        return
+        return False
     try:
         os.link(tmp, target)  # EEXIST if the target exists, even as a dangling symlink: never clobbers
+        return True
     except OSError as exc:
         if exc.errno not in _NO_HARD_LINKS:
             raise
@@ -159,8 +165,7 @@ def _place(tmp: Path, target: Path, *, force: bool) -> None:
                 "overwriting one that appears meanwhile",
                 fix="write to another directory, or pass --force to replace atomically",
             ) from exc
-    else:
-        os.unlink(tmp)
+        return False
 
 
 def _rename_noreplace(src: Path, dst: Path) -> bool:
