@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import shutil
+import signal
 import socket
 import ssl
 import stat
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +29,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tlskit.errors import PassphraseError
+from tlskit.pki.ca import CertificateAuthority
 from tlskit.pki.files import load_certificates, load_crl, load_csr
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -288,6 +295,75 @@ def test_encrypted_key_via_environment(tmp_path: Path) -> None:
     check = run("openssl", "pkey", "-check", "-noout", "-in", "enc.pem", "-passin", "pass:s3cret", cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     ok(tlskit("csr", "new", "r.csr", "--key", "enc.pem", "--cn", "x.example", cwd=tmp_path, env=env))
+
+
+def on_terminal(argv: list[str], *, cwd: Path, answers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    """Run ``argv`` with a pseudo-terminal as its controlling terminal (stdin, stdout and stderr), answering each
+    prompt (a regular expression) in turn; returns (exit status, everything the terminal showed)."""
+    env = {k: v for k, v in os.environ.items() if k != "TLSKIT_PASSPHRASE"} | {"NO_COLOR": "1", "TERM": "dumb"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once, whatever happens
+        try:
+            os.chdir(cwd)
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    shown, pending = b"", list(answers)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child exited and closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if pending and re.search(pending[0][0], shown):
+                os.write(fd, pending.pop(0)[1])
+        else:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"no end after 60 s; the terminal showed: {shown!r}")
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    assert not pending, f"never prompted for {pending}; the terminal showed: {shown!r}"
+    return os.waitstatus_to_exitcode(status), shown
+
+
+def _assert_encrypted_ca(directory: Path, passphrase: bytes) -> None:
+    assert b"ENCRYPTED PRIVATE KEY" in (directory / "ca-key.pem").read_bytes()
+    assert stat.S_IMODE((directory / "ca-key.pem").stat().st_mode) == 0o600
+    with pytest.raises(PassphraseError):
+        CertificateAuthority.load(directory)
+    assert CertificateAuthority.load(directory, passphrase=passphrase).key_encrypted
+
+
+def test_intermediate_of_encrypted_ca_prompted_on_a_terminal_is_encrypted(tmp_path: Path) -> None:
+    """The parent's passphrase, typed at the prompt, also protects the new CA key (it was written in clear)."""
+    (tmp_path / "pw").write_text("typed secret\n")
+    ok(tlskit("ca", "init", "root", "--passphrase-file", "pw", cwd=tmp_path))
+    argv = [*TLSKIT_ARGV, "ca", "intermediate", "root", "int", "--name", "Terminal Intermediate"]
+    code, shown = on_terminal(argv, cwd=tmp_path, answers=[(rb"Passphrase: ", b"typed secret\n")])
+    assert code == 0, shown
+    assert b"created intermediate CA" in shown and b"typed secret" not in shown  # not echoed
+    assert b"encrypted" in shown
+    _assert_encrypted_ca(tmp_path / "int", b"typed secret")
+    assert CertificateAuthority.load(tmp_path / "int", passphrase=b"typed secret").issue(["t.example"])
+
+
+@pytest.mark.parametrize("source", ["file", "environment"])
+def test_intermediate_of_encrypted_ca_non_interactive_is_encrypted(tmp_path: Path, source: str) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    ok(tlskit("ca", "init", "root", "--passphrase-file", "pw", cwd=tmp_path))
+    if source == "file":
+        ok(tlskit("ca", "intermediate", "root", "int", "--passphrase-file", "pw", cwd=tmp_path))
+    else:
+        ok(tlskit("ca", "intermediate", "root", "int", cwd=tmp_path, env={"TLSKIT_PASSPHRASE": "s3cret"}))
+    _assert_encrypted_ca(tmp_path / "int", b"s3cret")
 
 
 # -- bad input -------------------------------------------------------------------------------------------------

@@ -71,6 +71,33 @@ def test_encrypted_ca_key(tmp_path: Path) -> None:
     assert CertificateAuthority.load(tmp_path / "ca", passphrase=b"ca-pass").issue(["a.example"])
 
 
+def test_intermediate_under_an_encrypted_ca_gets_an_encrypted_key(tmp_path: Path) -> None:
+    """A CA key protected by a passphrase must not get a child CA whose key is not, unless asked explicitly."""
+    root = CertificateAuthority.create_root(tmp_path / "root", passphrase=b"root-pass")
+    loaded = CertificateAuthority.load(tmp_path / "root", passphrase=b"root-pass")
+    assert root.key_encrypted and loaded.key_encrypted
+    for parent in (root, loaded):
+        with pytest.raises(PassphraseError, match="encrypted") as info:
+            parent.create_intermediate(tmp_path / "plain", name="Plain")
+        assert "passphrase=" in info.value.fix and "unencrypted_key=True" in info.value.fix
+        assert not (tmp_path / "plain").exists()  # refused before anything was written or recorded
+    assert (
+        loaded.records() == [] and CertificateAuthority.load(tmp_path / "root", passphrase=b"root-pass").records() == []
+    )
+
+    sub = loaded.create_intermediate(tmp_path / "sub", name="Sub", passphrase=b"sub-pass")
+    assert sub.key_encrypted
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "sub" / "ca-key.pem").read_bytes()
+    with pytest.raises(PassphraseError):
+        CertificateAuthority.load(tmp_path / "sub")
+    assert CertificateAuthority.load(tmp_path / "sub", passphrase=b"sub-pass").key_encrypted
+
+    plain = loaded.create_intermediate(tmp_path / "plain", name="Plain", unencrypted_key=True)  # on purpose
+    assert not plain.key_encrypted
+    assert not CertificateAuthority.load(tmp_path / "plain").key_encrypted
+    assert loaded.create_intermediate(None, name="In memory").directory is None  # writes no key: nothing to protect
+
+
 def test_load_refuses_bad_directories(tmp_path: Path, pki_dir_key_mismatch: Path) -> None:
     with pytest.raises(InputError, match="no such CA directory"):
         CertificateAuthority.load(tmp_path / "nope")

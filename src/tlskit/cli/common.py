@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
+from .._text import printable
 from ..errors import InputError, TlskitError
 from ..pki.files import PemKind, detect_kind
 
@@ -75,8 +76,12 @@ def to_flags(text: str) -> str:
 
 
 def fail(message: str, *, code: int = EXIT_USAGE) -> click.exceptions.Exit:
-    """Print one ``tlskit: error: ...`` line on stderr (library parameters named as flags); return an Exit."""
-    click.echo(f"tlskit: error: {to_flags(message)}", err=True)
+    """Print one ``tlskit: error: ...`` line on stderr and return an Exit to raise.
+
+    Library parameters are named as flags; messages quote files, certificates and peers, so control characters
+    are escaped and the line stays one line.
+    """
+    click.echo(f"tlskit: error: {printable(to_flags(message))}", err=True)
     return click.exceptions.Exit(code)
 
 

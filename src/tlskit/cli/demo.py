@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from .._text import printable
 from ..errors import FrameError, TLSError
 from ..net.client import ReconnectingClient, connect
 from ..net.context import ClientAuth, client_context, server_context
@@ -86,7 +87,10 @@ class DemoReport:
 
 
 class _Show:
-    """Narration: numbered scene titles and ``side  text`` lines (wrapped text stays in its column)."""
+    """Narration: numbered scene titles and ``side  text`` lines (wrapped text stays in its column).
+
+    Lines quote peers (subjects, errors, what the tap saw): they are shown with control characters escaped.
+    """
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -99,7 +103,7 @@ class _Show:
         grid = Table.grid(padding=(0, 1))
         grid.add_column(width=8, no_wrap=True)
         grid.add_column(overflow="fold")
-        grid.add_row(Text(f"  {side}", style=_STYLES.get(side, "bold")), Text(text, style=style))
+        grid.add_row(Text(f"  {side}", style=_STYLES.get(side, "bold")), Text(printable(text), style=style))
         self.console.print(grid)
 
 
@@ -336,12 +340,14 @@ def run_demo(*, console: Console | None = None, tap: bool = True) -> int:
     try:
         report = run_scenes(console, tap=tap)
     except (TLSError, OSError, ssl.SSLError, TimeoutError) as exc:
-        console.print(Text(f"demo failed: {exc or type(exc).__name__}", style="bold red"))
+        console.print(Text(printable(f"demo failed: {exc or type(exc).__name__}"), style="bold red"))
         return 1
     console.print()
     elapsed = time.monotonic() - started
     if report.ok:
         console.print(Text(f"Done in {elapsed:.1f} s: every scene showed what it should.", style="bold green"))
         return 0
-    console.print(Text(f"Done in {elapsed:.1f} s, but something did not go as expected: {report}", style="bold red"))
+    console.print(
+        Text(printable(f"Done in {elapsed:.1f} s, but something did not go as expected: {report}"), style="bold red")
+    )
     return 1

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from .._text import printable
 from .common import EXIT_FAILED, handle_errors, passphrase_option, read_passphrase, to_flags
 
 
@@ -91,12 +92,12 @@ def verify_cmd(
     elif result.ok:
         path = " <- ".join(f"'{label(c)}'" for c in result.chain)
         target = f" for {host}" if host else ""
-        click.echo(f"OK: valid TLS {purpose} certificate{target}: {path}")
+        click.echo(printable(f"OK: valid TLS {purpose} certificate{target}: {path}"))
     else:
         first, *rest = result.problems
-        click.echo(f"INVALID ({first.code}): {first.message}; fix: {to_flags(first.fix)}")
+        click.echo(printable(f"INVALID ({first.code}): {first.message}; fix: {to_flags(first.fix)}"))
         for problem in rest:  # every further problem on a line of its own, naming what it is about
-            click.echo(f"  also ({problem.code}): {problem.message}")
+            click.echo(printable(f"  also ({problem.code}): {problem.message}"))
     if not result.ok:
         raise click.exceptions.Exit(EXIT_FAILED)
 

@@ -1,4 +1,8 @@
-"""Rendering of :mod:`tlskit.pki.inspect` summaries for people: a title line and an aligned field table (rich)."""
+"""Rendering of :mod:`tlskit.pki.inspect` summaries for people: a title line and an aligned field table (rich).
+
+Values (names from certificates, file names) go into ``rich.text.Text`` (never parsed as markup) through
+:func:`tlskit._text.printable` (control characters escaped).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .._text import printable
 from ..pki.inspect import Summary
 
 __all__ = ["render", "render_text"]
@@ -33,6 +38,10 @@ _LABELS = {
 }
 
 
+def _text(value: object, style: str = "") -> Text:
+    return Text(printable(str(value)), style=style)
+
+
 def _validity(summary: Summary) -> Text:
     text = Text(f"{summary['not_before']} -> {summary['not_after']}  ")
     days = summary["days_left"]
@@ -50,7 +59,7 @@ def _value(field: str, summary: Summary) -> RenderableType | None:
     if field == "key":
         if summary.get("key_type") is None:
             return Text("encrypted (give the passphrase to see more)") if summary.get("encrypted") else None
-        return Text(f"{summary['key_type']} ({summary['key_size']} bits)")
+        return _text(f"{summary['key_type']} ({summary['key_size']} bits)")
     if field == "basic_constraints":
         if value is None:
             return Text("no (no basicConstraints)")
@@ -61,10 +70,10 @@ def _value(field: str, summary: Summary) -> RenderableType | None:
     if value is None or value in ([], ""):
         return None
     if isinstance(value, list):
-        return Text(", ".join(str(v) for v in value))
+        return _text(", ".join(str(v) for v in value))
     if isinstance(value, bool):
         return Text("yes" if value else "no", style="red" if field == "signature_valid" and not value else "")
-    return Text(str(value))
+    return _text(value)
 
 
 def render(summary: Summary) -> RenderableType:
@@ -72,7 +81,8 @@ def render(summary: Summary) -> RenderableType:
     kind = summary.get("kind", "?")
     title = Text(kind, style="bold cyan")
     if summary.get("file"):
-        title.append(f"  {summary['file']}" + (f" [{summary['chain_index']}]" if "chain_index" in summary else ""))
+        index = f" [{summary['chain_index']}]" if "chain_index" in summary else ""
+        title.append(printable(f"  {summary['file']}{index}"))
     table = Table.grid(padding=(0, 2))
     table.add_column(style="dim", no_wrap=True)
     table.add_column(overflow="fold")
@@ -104,7 +114,7 @@ def render(summary: Summary) -> RenderableType:
         parts.append(Text(f"revoked certificates: {len(revoked)}" + (" (EXPIRED CRL)" if summary["expired"] else "")))
         for entry in revoked:
             reason = f" ({entry['reason']})" if entry["reason"] else ""
-            parts.append(Text(f"  {entry['serial']}  {entry['revoked_at']}{reason}"))
+            parts.append(_text(f"  {entry['serial']}  {entry['revoked_at']}{reason}"))
     return Group(*parts)
 
 

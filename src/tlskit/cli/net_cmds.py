@@ -221,8 +221,10 @@ class _DropHandshakeRecords(logging.Filter):
 
 
 def _log_to_stderr(prefix: str, *loggers: str) -> None:
+    from .net_io import PrintableFormatter  # the library's lines quote peers: control characters escaped
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+    handler.setFormatter(PrintableFormatter(f"{prefix}: %(message)s"))
     handler.addFilter(_DropHandshakeRecords())
     for name in loggers:
         logger = logging.getLogger(name)

@@ -2,13 +2,15 @@
 and one-line descriptions of connections.
 
 On stdin/stdout a connection is either a plain byte stream (``--frames raw``) or one message per line
-(one JSON value per line with ``--json``), whatever the framing on the wire.
+(one JSON value per line with ``--json``), whatever the framing on the wire.  The log lines on stderr quote
+peers (subjects, SNI, ALPN, errors): those values are printed with control characters escaped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import threading
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .._text import printable
 from ..errors import FrameError, InputError, TLSError
 from .common import to_flags
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHUNK",
     "Framing",
+    "PrintableFormatter",
     "StdinReader",
     "describe",
     "echo",
@@ -138,7 +142,7 @@ async def _send_line(
 
 
 def _subject(cert: x509.Certificate | None) -> str:
-    return "-" if cert is None else cert.subject.rfc4514_string() or "(empty subject)"
+    return "-" if cert is None else printable(cert.subject.rfc4514_string()) or "(empty subject)"
 
 
 def describe(conn: TLSConnection) -> str:
@@ -146,11 +150,12 @@ def describe(conn: TLSConnection) -> str:
     if conn.authorized:
         who = f"authorized ({_subject(conn.peer_certificate)})"
     else:
-        who = f"not authorized ({conn.authorization_error})"
+        who = f"not authorized ({printable(str(conn.authorization_error))})"
     cipher = conn.cipher.standard_name if conn.cipher else "-"
     resumed = "yes" if conn.session_reused else "no"
     return (
-        f"{who}, {conn.protocol}, {cipher}, sni={conn.server_name or '-'}, alpn={conn.alpn_protocol or '-'}, "
+        f"{who}, {conn.protocol}, {cipher}, sni={printable(conn.server_name or '-')}, "
+        f"alpn={printable(conn.alpn_protocol or '-')}, "
         f"resumed={resumed}"
     )
 
@@ -161,10 +166,10 @@ def summary_lines(conn: TLSConnection, *, verified: bool) -> list[str]:
 
     cipher = conn.cipher
     lines = [
-        f"connected to {format_peer(conn.remote_address)} (server name {conn.server_name or '-'})",
+        f"connected to {format_peer(conn.remote_address)} (server name {printable(conn.server_name or '-')})",
         f"protocol {conn.protocol}, cipher {cipher.standard_name if cipher else '-'}"
         f"{f' ({cipher.name})' if cipher and cipher.name != cipher.standard_name else ''}, "
-        f"ALPN {conn.alpn_protocol or '-'}, session {'resumed' if conn.session_reused else 'new'}",
+        f"ALPN {printable(conn.alpn_protocol or '-')}, session {'resumed' if conn.session_reused else 'new'}",
         "peer chain:",
     ]
     for depth, cert in enumerate(conn.peer_chain):
@@ -173,25 +178,32 @@ def summary_lines(conn: TLSConnection, *, verified: bool) -> list[str]:
     if conn.authorized:
         lines.append("verification: OK")
     elif verified:
-        lines.append(f"verification: FAILED: {conn.authorization_error}")
+        lines.append(f"verification: FAILED: {printable(str(conn.authorization_error))}")
     else:
-        lines.append(f"verification: would fail: {conn.authorization_error} (not enforced: --insecure)")
+        lines.append(f"verification: would fail: {printable(str(conn.authorization_error))} (not enforced: --insecure)")
     return lines
 
 
 def _subject_name(name: x509.Name) -> str:
-    return name.rfc4514_string() or "(empty)"
+    return printable(name.rfc4514_string()) or "(empty)"
 
 
 def failure(exc: TLSError, what: str) -> str:
     """``what (code): message; fix: fix`` - the one line for a failed handshake."""
-    fix = f"; fix: {to_flags(exc.fix)}" if exc.fix else ""
-    return f"{what} ({exc.code}): {exc.message}{fix}"
+    fix = f"; fix: {printable(to_flags(exc.fix))}" if exc.fix else ""
+    return f"{what} ({exc.code}): {printable(exc.message)}{fix}"
 
 
 def echo(prefix: str, text: str) -> None:
-    """A ``prefix: text`` line on stderr (the log of serve and connect)."""
-    click.echo(f"{prefix}: {text}", err=True)
+    """A ``prefix: text`` line on stderr (the log of serve and connect), control characters escaped."""
+    click.echo(f"{prefix}: {printable(text)}", err=True)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines of the library (which quote peers and their errors) with control characters escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
 
 
 # --- stdin in a thread -------------------------------------------------------------------------------------

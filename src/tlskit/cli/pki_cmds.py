@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from .._fileio import check_writable, write_atomic
+from .._text import printable
 from ..errors import PassphraseError
 from ..pki.ca import CertificateAuthority, Issued, parse_reason, parse_serial
 from ..pki.certs import Profile, build_csr, self_signed
@@ -30,6 +33,8 @@ from ..pki.keys import (
 from .common import force_option, handle_errors, passphrase_option, read_passphrase
 
 __all__ = ["commands"]
+
+T = TypeVar("T")
 
 _KEY_TYPES = click.Choice([k.value for k in KeyType], case_sensitive=False)
 _type_option = click.option(
@@ -50,31 +55,41 @@ def _profile_options(func: click.decorators.FC) -> click.decorators.FC:
 
 
 def _say(message: str) -> None:
-    """One concise line on stdout (rich markup only for emphasis; NO_COLOR is honoured by rich)."""
+    """One concise line on stdout.  It quotes names from CSRs and certificates: shown as text (not rich markup),
+    control characters escaped."""
     from rich.console import Console
+    from rich.text import Text
 
-    Console(highlight=False, soft_wrap=True).print(message)
+    Console(highlight=False, soft_wrap=True).print(Text(printable(message)))
+
+
+def _open_encrypted(load: Callable[[bytes | None], T], passphrase_file: str | None) -> tuple[T, bytes | None]:
+    """``load(passphrase)`` with the passphrase given (file or environment), prompting on a terminal when the
+    key turns out to be encrypted and none was given.  Returns what was loaded and the passphrase used."""
+    passphrase = read_passphrase(passphrase_file)
+    try:
+        return load(passphrase), passphrase
+    except PassphraseError:
+        if passphrase is not None or not sys.stdin.isatty():
+            raise
+    passphrase = read_passphrase(None, required=True)
+    return load(passphrase), passphrase
 
 
 def _load_key(path: str, passphrase_file: str | None) -> PrivateKey:
     """Load a key; an encrypted key without a given passphrase prompts when on a terminal."""
-    passphrase = read_passphrase(passphrase_file)
-    try:
-        return load_private_key(path, passphrase=passphrase)
-    except PassphraseError:
-        if passphrase is not None or not sys.stdin.isatty():
-            raise
-    return load_private_key(path, passphrase=read_passphrase(None, required=True))
+    return _open_encrypted(lambda passphrase: load_private_key(path, passphrase=passphrase), passphrase_file)[0]
 
 
 def _load_ca(directory: str, passphrase_file: str | None) -> CertificateAuthority:
-    passphrase = read_passphrase(passphrase_file)
-    try:
-        return CertificateAuthority.load(directory, passphrase=passphrase)
-    except PassphraseError:
-        if passphrase is not None or not sys.stdin.isatty():
-            raise
-    return CertificateAuthority.load(directory, passphrase=read_passphrase(None, required=True))
+    return _open_ca(directory, passphrase_file)[0]
+
+
+def _open_ca(directory: str, passphrase_file: str | None) -> tuple[CertificateAuthority, bytes | None]:
+    """The CA in ``directory`` and the passphrase that opened its key (None: none given, key not encrypted)."""
+    return _open_encrypted(
+        lambda passphrase: CertificateAuthority.load(directory, passphrase=passphrase), passphrase_file
+    )
 
 
 def _pem_or_der(path: str, pem: bytes, der: bytes) -> bytes:
@@ -243,18 +258,25 @@ def ca_intermediate(
     passphrase_file: str | None,
     force: bool,
 ) -> None:
-    """Create an intermediate CA in DIR, signed by the CA in PARENT_DIR (same passphrase for both keys)."""
-    parent_ca = _load_ca(parent, passphrase_file)
+    """Create an intermediate CA in DIR, signed by the CA in PARENT_DIR.
+
+    The passphrase (--passphrase-file, TLSKIT_PASSPHRASE, or the prompt on a terminal) opens the parent's key
+    and encrypts the new one: a CA below an encrypted one is never left unencrypted.
+    """
+    parent_ca, passphrase = _open_ca(parent, passphrase_file)
     child = parent_ca.create_intermediate(
         directory,
         name=name or f"tlskit Intermediate CA {Path(directory).resolve().name}",
         key_type=key_type,
         days=days,
         path_length=path_length,
-        passphrase=read_passphrase(passphrase_file),
+        passphrase=passphrase,
         force=force,
     )
-    _say(f"created intermediate CA {child.cert.subject.rfc4514_string()!r} in {directory}/ (signed by {parent})")
+    _say(
+        f"created intermediate CA {child.cert.subject.rfc4514_string()!r} in {directory}/ "
+        f"(signed by {parent}; key {'encrypted' if child.key_encrypted else 'unencrypted'})"
+    )
 
 
 @ca_group.command("issue")
@@ -375,12 +397,14 @@ def ca_list(*, directory: str, as_json: bool, passphrase_file: str | None) -> No
     if as_json:
         click.echo(json.dumps([{**r.to_json(), "status": r.status()} for r in records], indent=2))
         return
-    click.echo(f"{ca.cert.subject.rfc4514_string()}: {len(records)} issued")
+    click.echo(printable(f"{ca.cert.subject.rfc4514_string()}: {len(records)} issued"))
     rows = [("SERIAL", "EXPIRES", "STATUS", "PROFILE", "SUBJECT", "NAMES")]
     rows += [
-        (r.serial_hex, f"{r.not_after:%Y-%m-%d}", r.status(), r.profile, r.subject or "-", ", ".join(r.names) or "-")
+        # Subjects and names come from CSRs: shown with control characters escaped.
+        (r.serial_hex, f"{r.not_after:%Y-%m-%d}", r.status(), r.profile, printable(r.subject) or "-",
+         printable(", ".join(r.names)) or "-")
         for r in records
-    ]
+    ]  # fmt: skip
     # Plain aligned columns (not a boxed table): serials must stay whole and copyable at any terminal width.
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:

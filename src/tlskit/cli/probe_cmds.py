@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .._text import printable
 from .common import EXIT_FAILED, EXIT_OK, handle_errors, passphrase_option, read_passphrase, to_flags
 from .net_cmds import parse_address
 
@@ -85,36 +86,44 @@ def probe_cmd(
     raise click.exceptions.Exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
+def _text(value: object) -> str:
+    """A value from the server (names, ALPN, messages quoting them) as rich markup that shows it as text."""
+    from rich.markup import escape
+
+    return escape(printable(str(value)))
+
+
 def _render(report: ProbeReport) -> None:
     """The human report: handshake, chain, versions, profiles, then the problems with their fixes."""
     from rich.console import Console
-    from rich.markup import escape
 
     out = Console(highlight=False, soft_wrap=True)
     sni = f" (SNI {report.server_name})" if report.server_name else ""
-    out.print(f"[bold]{escape(report.host)}:{report.port}[/]{escape(sni)}")
+    out.print(f"[bold]{_text(report.host)}:{report.port}[/]{_text(sni)}")
     fields = (("protocol", report.protocol), ("cipher", report.cipher), ("group", report.group), ("ALPN", report.alpn))
-    out.print("  " + "   ".join(f"{k} [cyan]{escape(str(v)) if v else '-'}[/]" for k, v in fields))
+    out.print("  " + "   ".join(f"{k} [cyan]{_text(v) if v else '-'}[/]" for k, v in fields))
 
     out.print(f"\n[bold]Chain as sent[/] ({len(report.chain)} certificate{'s' * (len(report.chain) != 1)})")
     for i, c in enumerate(report.chain):
         left = f"{c.days_left} days left" if c.days_left >= 0 else f"[red]expired {-c.days_left} days ago[/]"
-        out.print(f"  [bold]#{i}[/] {escape(c.subject) or '(empty subject)'}")
-        out.print(f"      issuer     {escape(c.issuer)}")
+        out.print(f"  [bold]#{i}[/] {_text(c.subject) or '(empty subject)'}")
+        out.print(f"      issuer     {_text(c.issuer)}")
         out.print(f"      valid      {c.not_before:%Y-%m-%d} to {c.not_after:%Y-%m-%d} ({left})")
-        out.print(f"      key        {c.key_type} ({c.key_bits} bits), signed with {c.signature_algorithm}")
-        out.print(f"      SANs       {escape(', '.join(c.sans)) or '-'}")
-        out.print(f"      EKU        {', '.join(c.eku) or '-'}")
+        out.print(
+            f"      key        {_text(c.key_type)} ({c.key_bits} bits), signed with {_text(c.signature_algorithm)}"
+        )
+        out.print(f"      SANs       {_text(', '.join(c.sans)) or '-'}")
+        out.print(f"      EKU        {_text(', '.join(c.eku)) or '-'}")
 
     if report.versions:
         colours = {"accepted": "green", "refused": "dim", "not testable here": "yellow"}
         line = ", ".join(f"{v.value} [{colours[s.value]}]{s.value}[/]" for v, s in report.versions.items())
         out.print(f"\n[bold]Protocol versions[/]  {line}")
         if report.tls12_ciphers:
-            out.print(f"[bold]TLS 1.2 suites[/]     {', '.join(report.tls12_ciphers)}")
+            out.print(f"[bold]TLS 1.2 suites[/]     {_text(', '.join(report.tls12_ciphers))}")
     for check in report.profiles:
         verdict = {True: "[green]yes[/]", False: "[red]no[/]", None: "[yellow]probably[/]"}[check.met]
-        why = f" ({escape('; '.join(check.reasons))})" if check.reasons else ""
+        why = f" ({_text('; '.join(check.reasons))})" if check.reasons else ""
         out.print(f"Mozilla {check.name + ':':<14}{verdict}{why}")
 
     if report.ok:
@@ -122,8 +131,8 @@ def _render(report: ProbeReport) -> None:
         return
     out.print(f"\n[bold red]Problems ({len(report.problems)})[/]")
     for p in report.problems:
-        out.print(f"  [red]x[/] [bold]{p.code}[/]: {escape(p.message)}")
-        out.print(f"      fix: {escape(to_flags(p.fix))}")
+        out.print(f"  [red]x[/] [bold]{p.code}[/]: {_text(p.message)}")
+        out.print(f"      fix: {_text(to_flags(p.fix))}")
 
 
 commands: list[click.Command] = [probe_cmd]

@@ -1,7 +1,8 @@
 """Renderers for tap observations: human text through rich, or one JSON object per line.
 
 Peer-controlled bytes (payloads, names) are only ever put into ``rich.text.Text`` objects, never parsed as
-markup, so a payload like ``[bold]`` or an ANSI escape prints as what it is.
+markup, and through :func:`tlskit._text.printable`, so a payload like ``[bold]`` or a name holding an ANSI
+escape prints as what it is.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
+from .._text import printable
 from ..tools.records import Direction
 from ..tools.tap_observer import Observation
 
@@ -151,13 +153,13 @@ class TextRenderer:
         head, lines = describe(obs)
         arrow = _ARROWS.get(obs.direction, "") if obs.direction else ""
         line = Text(f"#{obs.conn} {obs.elapsed:+8.3f}s {arrow:<14} ", style="dim")
-        line.append(head, style=self._style(obs))
+        line.append(printable(head), style=self._style(obs))
         self._console.print(line)
         if obs.event == "plaintext":
             text = obs.fields.get("text")
             lines = text.splitlines() if text is not None else hexdump(bytes.fromhex(obs.fields["hex"]))
         for detail in lines:
-            self._console.print(Text(_INDENT + detail), soft_wrap=True)
+            self._console.print(Text(_INDENT + printable(detail)), soft_wrap=True)
 
     @staticmethod
     def _style(obs: Observation) -> str:

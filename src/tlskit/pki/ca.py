@@ -3,7 +3,7 @@
 A CA may live only in memory (``directory=None``, handy in tests) or in a directory::
 
     ca.pem        its certificate
-    ca-key.pem    its private key (mode 0600, optionally encrypted)
+    ca-key.pem    its private key (mode 0600, optionally encrypted; a CA below an encrypted one is encrypted too)
     chain.pem     its certificate followed by its issuers up to and including the root (a root: just ca.pem)
     index.json    what it issued (serial, subject, names, profile, validity) and revocations, plus the CRL number
     certs/        a copy of every certificate it issued, named by serial
@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .._fileio import check_writable, read_bytes, write_many
-from ..errors import ExistingFileError, InputError
+from ..errors import ExistingFileError, InputError, PassphraseError
 from .certs import (
     BACKDATE,
     CertSpec,
@@ -44,7 +44,7 @@ from .certs import (
 )
 from .files import certs_to_pem, load_certificate, load_certificates
 from .inspect import serial_hex
-from .keys import KeyType, PrivateKey, generate_key, key_to_pem, load_private_key
+from .keys import KeyType, PrivateKey, generate_key, key_is_encrypted, key_to_pem, parse_private_key
 from .names import format_san, parse_sans, parse_subject
 
 __all__ = [
@@ -210,7 +210,11 @@ def _name(name: str | x509.Name) -> x509.Name:
 
 
 class CertificateAuthority:
-    """A CA: ``cert``, ``key``, ``chain`` (this CA first, up to and including the root) and its ``directory``."""
+    """A CA: ``cert``, ``key``, ``chain`` (this CA first, up to and including the root) and its ``directory``.
+
+    ``key_encrypted`` says whether ``ca-key.pem`` is stored encrypted; an intermediate created below such a CA
+    must be given a ``passphrase`` too (or ``unencrypted_key=True``, on purpose).
+    """
 
     def __init__(
         self,
@@ -221,9 +225,11 @@ class CertificateAuthority:
         directory: Path | None = None,
         records: Sequence[IssuedRecord] = (),
         crl_number: int = 0,
+        key_encrypted: bool = False,
     ) -> None:
         self.cert = cert
         self.key = key
+        self.key_encrypted = key_encrypted
         self.chain: tuple[x509.Certificate, ...] = tuple(chain)
         self.directory = directory
         self._records = list(records)
@@ -266,7 +272,7 @@ class CertificateAuthority:
         key = generate_key(key_type)
         spec = CertSpec(subject=_name(name), profile=None, ca=True, path_length=path_length, days=days)
         cert = build_certificate(spec, public_key=key.public_key(), issuer_key=key, now=now)
-        ca = cls(cert=cert, key=key, chain=[cert], directory=target)
+        ca = cls(cert=cert, key=key, chain=[cert], directory=target, key_encrypted=bool(target and passphrase))
         ca._save_new(passphrase=passphrase, force=force)
         return ca
 
@@ -279,10 +285,22 @@ class CertificateAuthority:
         path_length: int | None = None,
         days: int | None = None,
         passphrase: bytes | None = None,
+        unencrypted_key: bool = False,
         now: dt.datetime | None = None,
         force: bool = False,
     ) -> CertificateAuthority:
-        """A new CA signed by this one.  Its path length defaults to one less than this CA's (if limited)."""
+        """A new CA signed by this one.  Its path length defaults to one less than this CA's (if limited).
+
+        Its key is written encrypted with ``passphrase``.  When this CA's own key is encrypted
+        (:attr:`key_encrypted`), a new key without a passphrase is refused with :class:`PassphraseError`: a CA
+        below a protected one would otherwise be the easier key to steal, and able to issue for the same
+        clients.  ``unencrypted_key=True`` writes it unencrypted all the same, on purpose.
+        """
+        if directory is not None and self.key_encrypted and not passphrase and not unencrypted_key:
+            raise PassphraseError(
+                f"{self._label}: this CA's key is encrypted, but the new CA key would be written unencrypted",
+                fix="give passphrase= for the new key (or unencrypted_key=True to write it unencrypted on purpose)",
+            )
         _, own_limit = _is_ca(self.cert)
         if own_limit == 0:
             raise InputError(
@@ -306,7 +324,9 @@ class CertificateAuthority:
         key = generate_key(key_type)
         spec = CertSpec(subject=subject, profile=None, ca=True, path_length=path_length, days=days or CA_DAYS)
         cert = build_certificate(spec, public_key=key.public_key(), issuer_key=self.key, issuer=self.cert, now=now)
-        child = CertificateAuthority(cert=cert, key=key, chain=[cert, *self.chain], directory=target)
+        child = CertificateAuthority(
+            cert=cert, key=key, chain=[cert, *self.chain], directory=target, key_encrypted=bool(target and passphrase)
+        )
         child._save_new(passphrase=passphrase, force=force)
         self._record(cert, profile=_PROFILE_CA)
         return child
@@ -322,13 +342,22 @@ class CertificateAuthority:
         cert = load_certificate(d / _CA_PEM)
         if not _is_ca(cert)[0]:
             raise InputError(f"{d / _CA_PEM}: not a CA certificate (basicConstraints CA:false)", fix="use a CA")
-        key = load_private_key(d / _KEY_PEM, passphrase=passphrase)
+        key_data = read_bytes(d / _KEY_PEM, what="key file")
+        key = parse_private_key(key_data, passphrase=passphrase, source=str(d / _KEY_PEM))
         check_key_matches(cert, key, cert_source=str(d / _CA_PEM), key_source=str(d / _KEY_PEM))
         chain = load_certificates(d / _CHAIN_PEM) if (d / _CHAIN_PEM).exists() else [cert]
         if chain[0] != cert:
             raise InputError(f"{d / _CHAIN_PEM}: does not start with {_CA_PEM}", fix="rewrite chain.pem")
         records, crl_number = cls._read_index(d)
-        return cls(cert=cert, key=key, chain=chain, directory=d, records=records, crl_number=crl_number)
+        return cls(
+            cert=cert,
+            key=key,
+            chain=chain,
+            directory=d,
+            records=records,
+            crl_number=crl_number,
+            key_encrypted=key_is_encrypted(key_data),
+        )
 
     # -- issuing ----------------------------------------------------------------------------------------
 

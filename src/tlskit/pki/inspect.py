@@ -297,18 +297,6 @@ def summarize(obj: object, *, now: datetime | None = None) -> Summary:
     raise InputError(f"cannot inspect a {type(obj).__name__}", fix="give a certificate, CSR, CRL or key")
 
 
-def _is_encrypted_key(data: bytes) -> bool:
-    if b"-----BEGIN" in data:
-        return b"ENCRYPTED" in data
-    try:
-        serialization.load_der_private_key(data, password=None)
-    except TypeError:
-        return True
-    except (ValueError, UnsupportedAlgorithm):
-        return False
-    return False
-
-
 def inspect_file(
     path: str | os.PathLike[str], *, passphrase: bytes | None = None, now: datetime | None = None
 ) -> list[Summary]:
@@ -324,7 +312,7 @@ def inspect_file(
     elif kind is files.PemKind.CRL:
         objects = [files.parse_crl(data, source=source)]
     elif kind is files.PemKind.PRIVATE_KEY:
-        encrypted = _is_encrypted_key(data)
+        encrypted = keys.key_is_encrypted(data)
         if encrypted and passphrase is None:
             return [
                 {

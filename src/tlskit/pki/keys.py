@@ -24,6 +24,7 @@ __all__ = [
     "PublicKey",
     "describe_public_key",
     "generate_key",
+    "key_is_encrypted",
     "key_to_pem",
     "load_private_key",
     "parse_private_key",
@@ -96,6 +97,13 @@ def _der_is_encrypted(data: bytes) -> bool:
     except Exception:  # anything else means "not an encrypted key"
         return False
     return False
+
+
+def key_is_encrypted(data: bytes) -> bool:
+    """Whether PEM or DER private-key bytes are encrypted (PEM says so in its header; DER is probed)."""
+    if b"-----BEGIN" in data:
+        return b"ENCRYPTED" in data
+    return _der_is_encrypted(data)
 
 
 def _refuse_der_non_key(data: bytes, source: str) -> None:

@@ -11,6 +11,7 @@ import warnings
 
 from cryptography import x509
 
+from .._text import printable
 from ._iana import cipher_suite_name, extension_name
 from .tls_events import CertificateInfo, Certificates, ClientHello, Direction, ServerHello, ServerKeyExchange
 
@@ -74,8 +75,7 @@ def _u16s(data: bytes, what: str) -> tuple[int, ...]:
 
 def _text(raw: bytes) -> str:
     """Peer-supplied names as safe text: non-printable characters escaped, never interpreted."""
-    decoded = raw.decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in decoded)
+    return printable(raw.decode("utf-8", "backslashreplace"))
 
 
 def _extensions(r: _Reader, what: str) -> list[tuple[int, bytes]]:

@@ -71,6 +71,8 @@ _LEGACY_TLS12_SUITES = (
 )
 _SUITES = (*INTERMEDIATE_TLS12_SUITES, *_LEGACY_TLS12_SUITES)
 _OLD_VERSIONS = (ProtocolVersion.TLS1_0, ProtocolVersion.TLS1_1)
+
+
 class VersionSupport(enum.StrEnum):
     """Whether a server accepted a protocol version offered on its own."""
 
