@@ -200,3 +200,36 @@ def test_readme_library_tour_uses_the_public_surface() -> None:
     assert used, "the README's library tour imports from tlskit"
     assert used <= set(tlskit._EXPORTS), used - set(tlskit._EXPORTS)
     assert "from tlskit.pki" not in readme and "from tlskit.net" not in readme, "the tour imports from tlskit"
+
+
+def test_library_messages_name_parameters_not_flags() -> None:
+    """Outside cli/, messages speak the library's language (``ca=``, ``force=True``); the CLI turns them into flags."""
+    import re
+
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+    found = []
+    for path in SRC.rglob("*.py"):
+        if "cli" in path.relative_to(SRC).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if flag.search(node.value):
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.value!r}")
+    assert not found, "\n".join(found)
+
+
+def test_cli_translates_parameters_into_flags() -> None:
+    from tlskit.cli.common import to_flags
+
+    assert to_flags("choose another name, or pass force=True to overwrite") == (
+        "choose another name, or pass --force to overwrite"
+    )
+    assert to_flags("give path_length=0 or less; trust it (ca=)") == "give --path-length 0 or less; trust it (--ca)"
+    assert to_flags("build it with client_auth=optional") == "build it with --client-auth optional"
+    assert to_flags("unknown_thing=1 stays") == "unknown_thing=1 stays"
