@@ -103,7 +103,7 @@ def test_a_file_created_after_the_check_is_not_clobbered(tmp_path: Path, monkeyp
     _appear_after_check(monkeypatch, target)
     with pytest.raises(ExistingFileError, match=r"key\.pem: already exists") as info:
         write_atomic(target, b"ours", private=True)
-    assert "--force" in (info.value.fix or "")
+    assert "force=True" in (info.value.fix or "")
     assert target.read_bytes() == b"theirs"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key.pem"]  # no temporary file left
 
@@ -199,7 +199,7 @@ def test_without_hard_links_or_renameat2_one_clear_error(tmp_path: Path, monkeyp
     monkeypatch.setattr(_fileio, "_rename_noreplace", lambda _src, _dst: False)
     with pytest.raises(InputError, match=r"key\.pem: this file system has no hard links") as info:
         write_atomic(tmp_path / "key.pem", b"ours", private=True)
-    assert "--force" in (info.value.fix or "")
+    assert "force=True" in (info.value.fix or "")
     assert list(tmp_path.iterdir()) == []
     write_atomic(tmp_path / "key.pem", b"ours", private=True, force=True)  # the way out the fix names
     assert (tmp_path / "key.pem").read_bytes() == b"ours"

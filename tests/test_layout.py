@@ -218,9 +218,9 @@ def test_library_messages_name_parameters_not_flags() -> None:
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
         }
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-                if flag.search(node.value):
-                    found.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.value!r}")
+            text = node.value if isinstance(node, ast.Constant) and id(node) not in docstrings else None
+            if isinstance(text, str) and flag.search(text):
+                found.append(f"{path.relative_to(SRC)}:{node.lineno}: {text!r}")
     assert not found, "\n".join(found)
 
 
