@@ -51,6 +51,10 @@ _FLAGS = {
     "pins": "--pin",
     "keylog": "--keylog",
     "verify": "--insecure",
+    "crl_url": "--crl-url",
+    "ocsp_url": "--ocsp-url",
+    "issuer_url": "--issuer-url",
+    "interval": "--revocation-interval",
 }
 _PARAMETER = re.compile(r"\b(?P<name>[a-z][a-z_]*)=(?P<value>[A-Za-z0-9][\w.-]*)?")
 _SPECIAL = {

@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -119,14 +119,19 @@ def http_fetch(
         conn.close()
 
 
-def _parse_enum(cls: type[RevocationMode] | type[FailMode], value: object, what: str) -> object:
+_C = TypeVar("_C", RevocationMode, FailMode)
+
+
+def _choice(cls: type[_C], value: _C | str, what: str) -> _C:
+    if isinstance(value, cls):
+        return value
     try:
         return cls(str(value).strip().lower())
     except ValueError:
         raise InputError(f"unknown {what} {value!r}", fix=f"use one of: {', '.join(m.value for m in cls)}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Revocation:
     """How to check revocation online, as an immutable value (pass it to ``verify_chain(revocation=...)``).
 
@@ -139,27 +144,43 @@ class Revocation:
     - ``fetch``: the HTTP client (default :func:`http_fetch`), for proxies or tests.
     """
 
-    mode: RevocationMode = RevocationMode.ANY
-    fail: FailMode = FailMode.CLOSED
-    timeout: float = 5.0
-    max_bytes: int = 10 * 2**20
-    whole_chain: bool = False
-    nonce: bool = True
-    crl_urls: tuple[str, ...] = ()
-    fetch: Fetch | None = field(default=None, compare=False)
+    mode: RevocationMode
+    fail: FailMode
+    timeout: float
+    max_bytes: int
+    whole_chain: bool
+    nonce: bool
+    crl_urls: tuple[str, ...]
+    fetch: Fetch | None = field(compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mode", _parse_enum(RevocationMode, self.mode, "revocation mode"))
-        object.__setattr__(self, "fail", _parse_enum(FailMode, self.fail, "fail mode"))
-        if not self.timeout > 0:
-            raise InputError(f"timeout={self.timeout} for revocation fetches", fix="give a positive number of seconds")
-        if self.max_bytes < 1024:
-            raise InputError(f"max_bytes={self.max_bytes} is too small for any CRL", fix="give at least 1024")
-        given: object = self.crl_urls
-        urls = (given,) if isinstance(given, str) else tuple(self.crl_urls)
+    def __init__(
+        self,
+        mode: RevocationMode | str = RevocationMode.ANY,
+        fail: FailMode | str = FailMode.CLOSED,
+        *,
+        timeout: float = 5.0,
+        max_bytes: int = 10 * 2**20,
+        whole_chain: bool = False,
+        nonce: bool = True,
+        crl_urls: Iterable[str] = (),
+        fetch: Fetch | None = None,
+    ) -> None:
+        if not timeout > 0:
+            raise InputError(f"timeout={timeout} for revocation fetches", fix="give a positive number of seconds")
+        if max_bytes < 1024:
+            raise InputError(f"max_bytes={max_bytes} is too small for any CRL", fix="give at least 1024")
+        urls = (crl_urls,) if isinstance(crl_urls, str) else tuple(crl_urls)
         for url in urls:
             check_url(url, "crl_url=")
+        # A frozen dataclass: fields are set once, here, and never change.
+        object.__setattr__(self, "mode", _choice(RevocationMode, mode, "revocation mode"))
+        object.__setattr__(self, "fail", _choice(FailMode, fail, "fail mode"))
+        object.__setattr__(self, "timeout", float(timeout))
+        object.__setattr__(self, "max_bytes", int(max_bytes))
+        object.__setattr__(self, "whole_chain", bool(whole_chain))
+        object.__setattr__(self, "nonce", bool(nonce))
         object.__setattr__(self, "crl_urls", urls)
+        object.__setattr__(self, "fetch", fetch)
 
     def _get(self, url: str, body: bytes | None = None) -> bytes:
         fetch = self.fetch or http_fetch
