@@ -118,7 +118,7 @@ class RevocationResponder:
             if not ca.urls:
                 raise InputError(
                     f"{ca.directory or pub.name}: the CA has no URLs to serve",
-                    fix="create it with crl_url= and ocsp_url= (tlskit ca init --crl-url URL --ocsp-url URL)",
+                    fix="create it with crl_url= and ocsp_url=",
                 )
             for table, url in ((self._crls, ca.urls.crl), (self._certs, ca.urls.issuer)):
                 path = _path(url)
@@ -161,7 +161,8 @@ class RevocationResponder:
         now = self._clock()
         with pub.lock:
             self._sync(pub, now)
-            if pub.crl_renew is None or now >= pub.crl_renew:
+            # (a clock set back before the CRL's thisUpdate gets one it can use, too)
+            if pub.crl_renew is None or now >= pub.crl_renew or (pub.crl_this is not None and now < pub.crl_this):
                 crl = pub.ca.crl(validity=self.crl_validity, now=now)
                 pub.crl = crl.public_bytes(serialization.Encoding.DER)
                 pub.crl_this = crl.last_update_utc
@@ -300,7 +301,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(Reply(413, "text/plain", b"request too large\n", (), f"{length}-byte request"))
                 return
             body = self.rfile.read(int(length))
-        self._send(self.server.responder.handle(method, self.path, body), head=method == "HEAD")
+        responder = self.server.responder
+        if responder is None:
+            self._send(Reply(503, "text/plain", b"starting\n", (("Retry-After", "1"),), "not ready"))
+            return
+        self._send(responder.handle(method, self.path, body), head=method == "HEAD")
 
     def _send(self, reply: Reply, *, head: bool = False) -> None:
         self.send_response(reply.status)
@@ -330,7 +335,7 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], responder: RevocationResponder) -> None:
+    def __init__(self, address: tuple[str, int], responder: RevocationResponder | None) -> None:
         self.responder = responder
         super().__init__(address, _Handler)
 
@@ -356,6 +361,16 @@ class ResponderServer:
     def port(self) -> int:
         return self.address[1]
 
+    @property
+    def responder(self) -> RevocationResponder | None:
+        """What answers; None (503 until set) lets a server listen on a port the OS picks before its CAs, whose
+        URLs name that port, exist."""
+        return self._http.responder
+
+    @responder.setter
+    def responder(self, responder: RevocationResponder | None) -> None:
+        self._http.responder = responder
+
     def close(self) -> None:
         """Stop answering and release the port."""
         self._http.shutdown()
@@ -369,7 +384,7 @@ class ResponderServer:
         self.close()
 
 
-def start_responder(responder: RevocationResponder, host: str = "127.0.0.1", port: int = 0) -> ResponderServer:
+def start_responder(responder: RevocationResponder | None, host: str = "127.0.0.1", port: int = 0) -> ResponderServer:
     """Serve ``responder`` on ``host:port`` (port 0: the OS picks one; see :attr:`ResponderServer.port`)."""
     bare = host.strip("[]")
     server_class = _HTTPServer6 if ":" in bare else _HTTPServer

@@ -384,17 +384,26 @@ def _status(
             tried.append(judged)
     if tried:
         return tried[-1]
+    return _no_url(cert, label(issuer), mode, extra_crls)
+
+
+def _names_a_source(cert: x509.Certificate, mode: RevocationMode, extra_crls: Sequence[str]) -> bool:
+    ocsp_ok = mode is not RevocationMode.CRL and bool(ocsp_urls(cert))
+    return ocsp_ok or (mode is not RevocationMode.OCSP and bool(crl_urls(cert) or extra_crls))
+
+
+def _no_url(cert: x509.Certificate, issuer: str, mode: RevocationMode, extra_crls: Sequence[str]) -> Answer:
     what = {RevocationMode.OCSP: "OCSP responder", RevocationMode.CRL: "CRL distribution point"}.get(
         mode, "CRL distribution point or OCSP responder"
     )
-    extra = f", and none of the CRLs given is from '{label(issuer)}'" if extra_crls else ""
+    extra = f", and none of the CRLs given is from '{issuer}'" if extra_crls else ""
     return Answer(
         AnswerStatus.UNAVAILABLE,
         Problem(
             Code.NO_REVOCATION_URL,
             f"'{label(cert)}' names no {what}{extra}, so whether it was revoked cannot be checked",
-            "issue certificates from a CA with URLs (tlskit ca init --crl-url/--ocsp-url), give that CA's CRL, or "
-            "accept certificates without revocation information on purpose (fail open)",
+            "issue certificates from a CA made with crl_url= or ocsp_url=, or accept certificates without "
+            "revocation information on purpose (fail open)",
         ),
         "",
     )
@@ -424,7 +433,9 @@ def check_chain(
     scope = [c for c in chain if not is_self_signed(c)] if whole_chain else list(chain[:1])
     for index, cert in enumerate(scope):
         issuer = find_issuer(cert, [*chain[index + 1 :], *issuers])
-        if issuer is None:
+        if issuer is None and not _names_a_source(cert, mode, crl_urls):
+            answer = _no_url(cert, cert.issuer.rfc4514_string(), mode, crl_urls)
+        elif issuer is None:
             answer = Answer(
                 AnswerStatus.UNAVAILABLE,
                 Problem(
