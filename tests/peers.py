@@ -4,6 +4,11 @@ Every peer listens on a port the OS picks (port 0) and is always stopped by its 
 is read from the peer's own output (``openssl s_server`` prints ``ACCEPT host:port``, our Node scripts print
 ``PORT n``) or, for ``gnutls-serv``, which neither prints it nor binds loopback only, from the listening
 sockets of the private network namespace it runs in (:func:`in_private_network`).
+
+A test that needs a peer program says so with ``@requires("openssl")`` (a marker) or :func:`tool` (at run
+time), and a missing data set or facility goes through :func:`missing`: the test skips on a developer's
+machine, and fails, naming what is missing and how to install it, where ``TLSKIT_REQUIRE_PEERS=1`` is set
+(``.ci/run`` sets it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import pytest
 
@@ -31,11 +36,65 @@ NODE = shutil.which("node")
 OPENSSL = shutil.which("openssl")
 GNUTLS_SERV = shutil.which("gnutls-serv")
 GNUTLS_CLI = shutil.which("gnutls-cli")
-
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed (.ci/run installs it)")
 T = TypeVar("T")
 
-needs_gnutls = pytest.mark.skipif(GNUTLS_SERV is None, reason="gnutls-bin is not installed (.ci/run installs it)")
+# The Debian package of each peer program (.ci/run installs them).
+PACKAGES = {
+    "openssl": "openssl",
+    "gnutls-cli": "gnutls-bin",
+    "gnutls-serv": "gnutls-bin",
+    "certtool": "gnutls-bin",
+    "node": "nodejs",
+    "curl": "curl",
+}
+
+
+# --- peers that must be there ----------------------------------------------------------------------------------
+
+
+def peers_required() -> bool:
+    """Whether a missing peer fails the test (``TLSKIT_REQUIRE_PEERS`` set and not ``0``) instead of skipping it."""
+    return os.environ.get("TLSKIT_REQUIRE_PEERS", "") not in ("", "0")
+
+
+def missing(what: str, how: str) -> NoReturn:
+    """A peer or data set the test needs is missing: skip the test, or fail it under TLSKIT_REQUIRE_PEERS=1.
+
+    ``what`` names what is missing, ``how`` says how to get it.
+    """
+    if peers_required():
+        pytest.fail(f"{what}: {how} (TLSKIT_REQUIRE_PEERS is set, so a missing peer fails)", pytrace=False)
+    pytest.skip(f"{what}: {how} (with TLSKIT_REQUIRE_PEERS=1 this fails)")
+
+
+def tool(name: str) -> str:
+    """The path of the peer program ``name``; :func:`missing` if it is not on PATH."""
+    path = shutil.which(name)
+    if path is None:
+        package = PACKAGES.get(name)
+        how = f"install the package {package} (apt-get install {package}; .ci/run does)" if package else "install it"
+        missing(f"{name} is not installed (not found on PATH)", how)
+    return path
+
+
+def requires(*names: str) -> pytest.MarkDecorator:
+    """Mark a test (or ``pytest.param``, or a module's ``pytestmark``) as needing these peer programs."""
+    return pytest.mark.requires(*names)
+
+
+# The requires() marker's hooks; conftest.py imports them (a pytest run elsewhere can load them with ``-p peers``).
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requires(*names): the test runs these peer programs (see tests/peers.py)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture runs: every program a ``requires`` marker names must be there."""
+    for mark in item.iter_markers("requires"):
+        for name in mark.args:
+            tool(name)
 
 
 @dataclass
@@ -139,23 +198,8 @@ def port_from_port_line(peer: Peer) -> int:
 
 def openssl_server(*args: str, **kwargs: object) -> contextlib.AbstractContextManager[Peer]:
     """``openssl s_server -accept 127.0.0.1:0 ARGS`` (add ``-cert``, ``-key``, ``-CAfile``, ``-Verify`` ...)."""
-    assert OPENSSL is not None
-    argv = [OPENSSL, "s_server", "-accept", "127.0.0.1:0", *args]
+    argv = [tool("openssl"), "s_server", "-accept", "127.0.0.1:0", *args]
     return running(argv, port_from=port_from_accept_line, **kwargs)
-
-
-def node_script(source: str, *args: str, **kwargs: object) -> contextlib.AbstractContextManager[Peer]:
-    """Run a Node program (``node -e``) that prints ``PORT n`` when listening; extra args in process.argv."""
-    assert NODE is not None
-    return running([NODE, "-e", source, "--", *args], port_from=port_from_port_line, **kwargs)
-
-
-def run_node(source: str, *args: str, timeout: float = 30.0, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """Run a Node program to completion (a client), returning its output."""
-    assert NODE is not None
-    return subprocess.run(
-        [NODE, "-e", source, "--", *args], capture_output=True, text=True, timeout=timeout, check=False, **kwargs
-    )  # type: ignore[call-overload]
 
 
 # gnutls-serv has no option to listen on loopback only: it binds every interface.  Rather than expose it, each
@@ -198,7 +242,10 @@ def in_private_network(body: Callable[[], T]) -> T:
     if errors:
         raise errors[0]
     if not isolated.is_set():
-        pytest.skip("gnutls-serv listens on all interfaces and no private network namespace is allowed here")
+        missing(
+            "no private network namespace can be made here (gnutls-serv listens on every interface)",
+            "run the tests with CAP_SYS_ADMIN",
+        )
     return results[0]
 
 
