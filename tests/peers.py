@@ -2,8 +2,8 @@
 
 Every peer listens on a port the OS picks (port 0) and is always stopped by its context manager.  The port
 is read from the peer's own output (``openssl s_server`` prints ``ACCEPT host:port``, our Node scripts print
-``PORT n``) or, for ``gnutls-serv``, which neither prints it nor binds loopback only, from the listening
-sockets of the private network namespace it runs in (:func:`in_private_network`).
+``PORT n``).  ``gnutls-serv``, which binds every interface, runs in a network namespace of its own behind a
+relay on a loopback port of the test's namespace (:func:`isolated`).
 
 A test that needs a peer program says so with ``@requires("openssl")`` (a marker) or :func:`tool` (at run
 time), and a missing data set or facility goes through :func:`missing`: the test skips on a developer's
@@ -14,29 +14,28 @@ machine, and fails, naming what is missing and how to install it, where ``TLSKIT
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import fcntl
+import functools
 import os
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 import pytest
 
 NODE = shutil.which("node")
 OPENSSL = shutil.which("openssl")
-GNUTLS_SERV = shutil.which("gnutls-serv")
 GNUTLS_CLI = shutil.which("gnutls-cli")
-T = TypeVar("T")
+
+RELAY = Path(__file__).with_name("netns_relay.py")
 
 # The Debian package of each peer program (.ci/run installs them).
 PACKAGES = {
@@ -46,6 +45,7 @@ PACKAGES = {
     "certtool": "gnutls-bin",
     "node": "nodejs",
     "curl": "curl",
+    "unshare": "util-linux",
 }
 
 
@@ -159,7 +159,13 @@ class Peer:
                 self.proc.wait(5)
 
 
-def start(argv: Sequence[str], *, cwd: str | Path | None = None, env: dict[str, str] | None = None) -> Peer:
+def start(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+) -> Peer:
     """Start ``argv`` in its own process group with stdin piped and stdout+stderr collected."""
     proc = subprocess.Popen(
         list(argv),
@@ -169,6 +175,7 @@ def start(argv: Sequence[str], *, cwd: str | Path | None = None, env: dict[str, 
         cwd=cwd,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        pass_fds=pass_fds,
     )
     peer = Peer(proc)
     threading.Thread(target=peer._pump, daemon=True).start()
@@ -202,61 +209,63 @@ def openssl_server(*args: str, **kwargs: object) -> contextlib.AbstractContextMa
     return running(argv, port_from=port_from_accept_line, **kwargs)
 
 
-# gnutls-serv has no option to listen on loopback only: it binds every interface.  Rather than expose it, each
-# gnutls-serv test runs in a thread moved into a private network namespace that holds only loopback (threads
-# have their own namespaces, and processes started from the thread inherit it).  Without the privilege for
-# that (CAP_SYS_ADMIN), the tests skip instead of listening on the machine's real addresses.
-
-_CLONE_NEWNET = 0x40000000
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
+# --- servers that listen on every interface ------------------------------------------------------------------
+# gnutls-serv has no option to listen on loopback only: it binds every interface.  Rather than expose it, it runs
+# in a user and network namespace of its own (unprivileged: ``unshare --user --map-root-user --net``) whose only
+# interface is loopback, behind tests/netns_relay.py.  The relay inherits a socket listening on 127.0.0.1 of the
+# test's namespace (a socket stays in the namespace it was made in) and forwards each connection to the server.
 
 
-def _enter_private_network() -> bool:
-    """Move the calling thread into a new network namespace whose only interface, loopback, is up."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(_CLONE_NEWNET) != 0:
-        return False
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", _IFF_UP_LOOPBACK_RUNNING, b""))
-    return True
-
-
-def in_private_network(body: Callable[[], T]) -> T:
-    """Run ``body`` in a thread with a private network namespace; skip the test where that is not allowed."""
-    results: list[T] = []
-    errors: list[BaseException] = []
-    isolated = threading.Event()
-
-    def target() -> None:
-        try:
-            if _enter_private_network():
-                isolated.set()
-                results.append(body())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    if not isolated.is_set():
-        missing(
-            "no private network namespace can be made here (gnutls-serv listens on every interface)",
-            "run the tests with CAP_SYS_ADMIN",
+@functools.cache
+def _namespace_refusal(unshare: str) -> str | None:
+    """Why no user and network namespace can be made here (None: they can)."""
+    try:
+        done = subprocess.run(
+            [unshare, "--user", "--map-root-user", "--net", "--", sys.executable, "-c", ""],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
-    return results[0]
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if done.returncode == 0 else done.stderr.strip() or f"exit status {done.returncode}"
 
 
-def ipv4_listen_port(pid: int, timeout: float = 10.0) -> int:
-    """The IPv4 port a process listens on, from its own view of the network (its namespace)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/tcp") as fh:
-            for row in list(fh)[1:]:
-                cols = row.split()
-                if cols[3] == "0A":  # TCP_LISTEN
-                    return int(cols[1].rsplit(":", 1)[1], 16)
-        time.sleep(0.05)
-    raise AssertionError("gnutls-serv never listened")
+def require_network_namespaces() -> str:
+    """The path of ``unshare`` once it has made a user and network namespace here; :func:`missing` otherwise."""
+    unshare = tool("unshare")
+    if why := _namespace_refusal(unshare):
+        missing(
+            f"no unprivileged user and network namespace can be made here ({why})",
+            "allow them (sysctl user.max_user_namespaces=10000 kernel.unprivileged_userns_clone=1 "
+            "kernel.apparmor_restrict_unprivileged_userns=0; in a container, a seccomp profile that allows unshare)",
+        )
+    return unshare
+
+
+@contextlib.contextmanager
+def isolated(argv: Sequence[str], *, ready_timeout: float = 30.0) -> Iterator[Peer]:
+    """Run a server that listens on every interface in a private network namespace; yield it as a :class:`Peer`
+    whose ``port`` on 127.0.0.1 reaches it.  Every ``{port}`` in ``argv`` becomes the port it must listen on.
+
+    ``lines``/``wait_for`` hold the server's output (and the relay's, lines starting ``relay:``).  The relay and
+    the server are stopped on the way out, whatever happened.
+    """
+    unshare = require_network_namespaces()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        fd = listener.fileno()
+        relay = [unshare, "--user", "--map-root-user", "--net", "--", sys.executable, str(RELAY), str(fd), "--"]
+        peer = start([*relay, *argv], pass_fds=(fd,))
+        peer.port = listener.getsockname()[1]
+    # Only the relay holds the listening socket now: if it dies, connections are refused instead of left waiting.
+    try:
+        peer.wait_for(r"^relay: ready$", timeout=ready_timeout)
+        yield peer
+    finally:
+        peer.stop()
+
+
+def gnutls_server(*args: str | Path) -> contextlib.AbstractContextManager[Peer]:
+    """``gnutls-serv ARGS`` in a private network namespace (see :func:`isolated`); connect to 127.0.0.1:port."""
+    return isolated([tool("gnutls-serv"), "--port", "{port}", *map(str, args)])

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from cryptography.x509.oid import NameOID
@@ -27,16 +27,13 @@ from cryptography.x509.oid import NameOID
 from conftest import TLSKIT
 from peers import (
     GNUTLS_CLI,
-    GNUTLS_SERV,
     NODE,
     OPENSSL,
-    in_private_network,
-    ipv4_listen_port,
+    gnutls_server,
     openssl_server,
     port_from_port_line,
     requires,
     running,
-    start,
 )
 from tlskit.errors import TLSError
 from tlskit.net.client import connect
@@ -44,7 +41,6 @@ from tlskit.net.connection import TLSConnection
 from tlskit.net.context import ClientAuth, client_context, server_context
 from tlskit.net.server import Server, start_server
 
-T = TypeVar("T")
 NODE_DIR = Path(__file__).resolve().parent / "node"
 VERSIONS = ["1.2", "1.3"]
 TIMEOUT = 15.0
@@ -364,16 +360,8 @@ def test_tlskit_client_against_gnutls_server(pki: Any, version: str, with_cert: 
     args += ["--priority", f"NORMAL:-VERS-ALL:+VERS-TLS{version}"]
     if with_cert:
         args += ["--x509cafile", pki.root_pem, "--require-client-cert", "--verify-client-cert"]
-
-    def body() -> Any:
-        peer = start([str(GNUTLS_SERV), "--port", "0", *map(str, args)])
-        try:
-            port = ipv4_listen_port(peer.proc.pid)
-            return exchange("127.0.0.1", port, client_ctx(pki, version=version, cert=with_cert))
-        finally:
-            peer.stop()
-
-    got, reply, _ = in_private_network(body)
+    with gnutls_server(*args) as peer:
+        got, reply, _ = exchange("127.0.0.1", peer.port, client_ctx(pki, version=version, cert=with_cert))
     assert reply == b"hello from tlskit\n"
     assert got.authorized and got.peer_cn == "localhost"
     assert (got.protocol, got.alpn) == (f"TLSv{version}", "h2")
@@ -383,26 +371,13 @@ def test_tlskit_client_against_gnutls_server(pki: Any, version: str, with_cert: 
 def test_tlskit_connect_cli_against_gnutls_server(pki: Any) -> None:
     args = ["--echo", "--x509certfile", pki.server_pem, "--x509keyfile", pki.server_key, "--alpn", "h2"]
     args += ["--x509cafile", pki.root_pem, "--require-client-cert", "--verify-client-cert"]
-
-    def body() -> subprocess.CompletedProcess[str]:
-        peer = start([str(GNUTLS_SERV), "--port", "0", *map(str, args)])
-        try:
-            port = ipv4_listen_port(peer.proc.pid)
-            argv = [TLSKIT, "connect", f"127.0.0.1:{port}", "--ca", pki.root_pem, "--servername", "localhost"]
-            argv += ["--cert", pki.client_pem, "--key", pki.client_key, "--alpn", "h2"]
-            return subprocess.run(
-                [str(a) for a in argv],
-                input="over gnutls\n",
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-                check=False,
-            )
-        finally:
-            peer.stop()
-
-    result = in_private_network(body)
-    assert result.returncode == 0, result.stderr
+    with gnutls_server(*args) as peer:
+        argv = [TLSKIT, "connect", f"127.0.0.1:{peer.port}", "--ca", pki.root_pem, "--servername", "localhost"]
+        argv += ["--cert", pki.client_pem, "--key", pki.client_key, "--alpn", "h2"]
+        result = subprocess.run(
+            [str(a) for a in argv], input="over gnutls\n", capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+    assert result.returncode == 0, result.stderr + peer.output
     assert result.stdout == "over gnutls\n"
     assert "ALPN h2" in result.stderr and "verification: OK" in result.stderr
 

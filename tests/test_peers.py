@@ -1,14 +1,19 @@
-"""The test machinery of tests/peers.py: a missing peer skips, or fails under TLSKIT_REQUIRE_PEERS=1."""
+"""The test machinery of tests/peers.py: missing peers skip or fail, and the namespace relay for gnutls-serv."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 import subprocess
 import sys
+import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from peers import isolated
 
 TESTS = Path(__file__).resolve().parent
 NO_SUCH_PEER = "tlskit-no-such-peer"
@@ -90,3 +95,42 @@ def test_a_missing_peer_fails_under_tlskit_require_peers(tmp_path: Path) -> None
         assert "TLSKIT_REQUIRE_PEERS" in message
         assert "a fixture ran" not in message
     assert "the frobnication data is not found: put it somewhere" in outcomes["test_data_set"][1]
+
+
+# A server that, like gnutls-serv, listens on every interface: it answers one connection with what it read, in
+# reverse, and its SHA-256, once the client has half-closed.
+WILDCARD_SERVER = textwrap.dedent("""
+    import hashlib, os, socket, sys
+    server = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+    print("namespace", os.readlink("/proc/self/ns/net"), "pid", os.getpid(), flush=True)
+    conn, _ = server.accept()
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    conn.sendall(data[::-1] + hashlib.sha256(data).digest())
+    conn.close()
+""")
+
+
+def test_isolated_server_is_reached_through_loopback_only() -> None:
+    data = os.urandom(3 * 2**20)
+    with isolated([sys.executable, "-c", WILDCARD_SERVER, "{port}"]) as peer:
+        seen = peer.wait_for(r"^namespace (\S+) pid (\d+)$")
+        with socket.create_connection(("127.0.0.1", peer.port), timeout=60) as conn:
+            conn.sendall(data)
+            conn.shutdown(socket.SHUT_WR)  # the server reads to EOF: the relay passes the half-close on
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+    assert reply == data[::-1] + hashlib.sha256(data).digest()  # byte-exact both ways, and the EOF came back
+    assert seen.group(1) != os.readlink("/proc/self/ns/net")  # it listened in a network namespace of its own
+    with pytest.raises(ProcessLookupError):  # and it is stopped once the context is left
+        os.kill(int(seen.group(2)), 0)
+    with pytest.raises(ProcessLookupError):
+        os.kill(peer.proc.pid, 0)
+
+
+def test_isolated_server_that_cannot_start_fails_with_its_output() -> None:
+    with pytest.raises(AssertionError, match=r"(?s)relay: ready.*no such option.*exited with status 3"):
+        with isolated([sys.executable, "-c", "import sys; print('no such option'); sys.exit(3)"]):
+            pass
