@@ -1,10 +1,14 @@
-"""x509-limbo conformance: ``tlskit verify`` semantics on every case of ../shared/conformance/limbo.json.
+"""x509-limbo conformance: ``tlskit verify`` semantics on every case of shared/conformance/limbo.json.
 
 Each case is written to files and verified with :func:`tlskit.pki.verify.verify_files`, the code path of the
 ``tlskit verify`` command (a sample also goes through the real command).  Every case either agrees with its
 ``expected_result`` or is listed in ``limbo_exceptions.json`` with a reason; cases that need something the
 command line cannot say (a maximum chain depth, a required keyUsage) are skipped and counted.  Each case runs
 in a worker process with a generous timeout, so pathological inputs must finish in bounded time.
+
+The data is found through ``TLSKIT_LIMBO`` (the file's path) or as ``shared/conformance/limbo.json`` beside the
+checkout (CI clones the repository next to ``shared/``) or one level above it (a worktree in a subfolder).
+Without it the tests skip, or fail under ``TLSKIT_REQUIRE_PEERS=1``.
 """
 
 from __future__ import annotations
@@ -22,15 +26,13 @@ from typing import Any
 
 import pytest
 
+from peers import missing
+
 _REPO = Path(__file__).resolve().parents[1]
-# The suite ships in the workplace's shared/ folder: beside the checkout (CI's clone) or above it (/work/main).
-_CANDIDATES = [_REPO.parent / "shared", _REPO.parent.parent / "shared", Path("/work/shared")]
-LIMBO = Path(
-    os.environ.get("TLSKIT_LIMBO")
-    or next(
-        (c / "conformance/limbo.json" for c in _CANDIDATES if (c / "conformance/limbo.json").is_file()),
-        _CANDIDATES[0] / "conformance/limbo.json",
-    )
+LIMBO_CANDIDATES = (
+    [Path(os.environ["TLSKIT_LIMBO"])]
+    if os.environ.get("TLSKIT_LIMBO")
+    else [folder / "shared" / "conformance" / "limbo.json" for folder in (_REPO.parent, _REPO.parent.parent)]
 )
 EXCEPTIONS = Path(__file__).with_name("limbo_exceptions.json")
 PER_CASE_TIMEOUT = 120.0  # seconds; cases take milliseconds, the bound only catches runaway path building
@@ -121,9 +123,13 @@ def run_case(case: Case) -> tuple[str, bool, str, float]:
 
 @pytest.fixture(scope="module")
 def limbo() -> list[Case]:
-    if not LIMBO.is_file():
-        pytest.skip(f"x509-limbo data not found at {LIMBO} (shared/conformance beside the repository)")
-    return list(json.loads(LIMBO.read_text())["testcases"])
+    found = next((path for path in LIMBO_CANDIDATES if path.is_file()), None)
+    if found is None:
+        missing(
+            f"the x509-limbo data is not found (looked for {', '.join(map(str, LIMBO_CANDIDATES))})",
+            "put limbo.json into shared/conformance/ beside the checkout, or set TLSKIT_LIMBO to its path",
+        )
+    return list(json.loads(found.read_text())["testcases"])
 
 
 @pytest.fixture(scope="module")
