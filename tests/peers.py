@@ -216,7 +216,6 @@ def openssl_server(*args: str, **kwargs: object) -> contextlib.AbstractContextMa
 # test's namespace (a socket stays in the namespace it was made in) and forwards each connection to the server.
 
 
-@functools.cache
 # Preferred: an unprivileged user + network namespace (no capability needed).  Where user namespaces are blocked
 # (some container seccomp profiles) but this process holds CAP_SYS_ADMIN, a plain network namespace does the same.
 _NAMESPACE_OPTIONS = (("--user", "--map-root-user", "--net"), ("--net",))
