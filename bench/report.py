@@ -517,9 +517,14 @@ def _load_section(r: Results) -> list[str]:
     return [*lines, *_table(["phase", "wall s", "other CPU s", "other CPU / wall"], body), ""]
 
 
+def _noisy_phases(r: Results) -> list[str]:
+    limit = r.settings.noisy_phase
+    return [name for name, (wall, cpu) in r.foreign.items() if wall > 0 and cpu / wall > limit]
+
+
 def _load_warning(r: Results) -> list[str]:
     limit = r.settings.noisy_phase
-    busy = [name for name, (wall, cpu) in r.foreign.items() if wall > 0 and cpu / wall > limit]
+    busy = _noisy_phases(r)
     if not busy:
         return []
     return [
@@ -661,7 +666,13 @@ def readme_block(r: Results) -> str:
             f"; every server negotiated {first.cipher} with {first.temp_key.split(',')[0]} and sent "
             f"{_plural(first.tickets, 'session ticket')} per handshake"
         )
-    intro += "):"
+    intro += ")."
+    noisy = _noisy_phases(r)
+    if noisy:
+        intro += (
+            f" Other processes used more than {s.noisy_phase:g} CPU during {_plural(len(noisy), 'phase')} of that "
+            "run: its figures are noisier than usual."
+        )
     table = _table(
         ["metric", "tlskit", "Node", "tlskit / Node", "target", "met?"],
         [[row.metric.strip(), row.values.get("tlskit", "-"), row.values.get("node", "-"), _ratio(row), row.target,

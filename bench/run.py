@@ -451,9 +451,12 @@ class Bench:
 
     # -- running ---------------------------------------------------------------------------------------------
 
-    def run_phase(self, name: str, fn: Callable[[], None]) -> None:
-        """Run one phase; record its error instead of stopping, and how busy the rest of the machine was."""
-        if self.quiet_budget > 0:  # a shared machine: let someone else's burst pass first (bounded)
+    def run_phase(self, name: str, fn: Callable[[], None], *, timed: bool = True) -> None:
+        """Run one phase; record its error instead of stopping, and how busy the rest of the machine was.
+
+        Before a ``timed`` phase (one that measures time or memory), wait for other load to pass.
+        """
+        if timed and self.quiet_budget > 0:  # a shared machine: let someone else's burst pass first (bounded)
             self.quiet_budget -= wait_until_quiet(
                 max_wait=min(QUIET_PHASE_MAX, self.quiet_budget), threshold=QUIET_THRESHOLD
             )
@@ -482,7 +485,11 @@ class Bench:
         try:
             # Same settings on every side, checked before anything is measured.
             for key in [*order, OPENSSL]:
-                self.run_phase(f"settings {key}", lambda key=key: self.phase_settings(key))  # type: ignore[misc]
+                self.run_phase(
+                    f"settings {key}",
+                    lambda key=key: self.phase_settings(key),  # type: ignore[misc]
+                    timed=False,
+                )
             problems = self.results.mismatches([*order, OPENSSL])
             if problems:
                 raise SettingsMismatch(problems)
