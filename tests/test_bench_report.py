@@ -285,3 +285,16 @@ def test_run_data_survives_json() -> None:
     assert again == r
     assert report.render(again) == report.render(r)
     assert isinstance(next(iter(again.workers)), int)
+
+
+def test_committed_document_is_the_committed_data_rendered() -> None:
+    data = from_json((ROOT / "docs" / "benchmarks.json").read_text())
+    assert (ROOT / "docs" / "benchmarks.md").read_text() == report.render(data)
+
+
+def test_readme_figures_are_the_committed_data() -> None:
+    data = from_json((ROOT / "docs" / "benchmarks.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index(report.README_BEGIN), readme.index(report.README_END) + len(report.README_END)
+    assert readme[start:end] == report.readme_block(data)
+    assert report.replace_readme_block(readme, data) == readme
