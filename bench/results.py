@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import types
 import typing
 from collections.abc import Sequence
@@ -61,9 +62,7 @@ class SplitResult:
 
     @property
     def median_us(self) -> float:
-        ordered = sorted(self.rounds_us)
-        mid = len(ordered) // 2
-        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        return statistics.median(self.rounds_us)
 
     @property
     def spread_us(self) -> float:
