@@ -35,6 +35,9 @@ from results import (  # noqa: E402
     to_json,
 )
 
+RERENDER = (
+    "after a change to bench/report.py, re-render the saved run: .venv/bin/python bench/report.py --readme README.md"
+)
 # Literal text of the templates that contains digits but is a name, not a figure.
 NAMES = ("TLS 1.3", "V8 ")
 # The phrases in which the report states a verdict; a line saying one must change when the verdicts do.
@@ -289,12 +292,12 @@ def test_run_data_survives_json() -> None:
 
 def test_committed_document_is_the_committed_data_rendered() -> None:
     data = from_json((ROOT / "docs" / "benchmarks.json").read_text())
-    assert (ROOT / "docs" / "benchmarks.md").read_text() == report.render(data)
+    assert (ROOT / "docs" / "benchmarks.md").read_text() == report.render(data), RERENDER
 
 
 def test_readme_figures_are_the_committed_data() -> None:
     data = from_json((ROOT / "docs" / "benchmarks.json").read_text())
     readme = (ROOT / "README.md").read_text()
     start, end = readme.index(report.README_BEGIN), readme.index(report.README_END) + len(report.README_END)
-    assert readme[start:end] == report.readme_block(data)
+    assert readme[start:end] == report.readme_block(data), RERENDER
     assert report.replace_readme_block(readme, data) == readme
