@@ -459,7 +459,8 @@ def _method(r: Results) -> list[str]:
         f"- In-process handshakes (`bench/handshake_micro.py`, pinned to CPU {s.server_cpu}): a client `SSLObject` "
         "and the server under test exchange the handshake through memory BIOs and only the server's calls are "
         f"timed (`time.process_time`); variants interleaved, median of {s.split_rounds} rounds of {s.split_count}.",
-        f"- Before each phase the bench waits (at most {s.quiet_phase_max:g} s, {s.quiet_wait:g} s per run) until "
+        f"- Before each phase that measures (the settings probes do not) the bench waits (at most "
+        f"{s.quiet_phase_max:g} s, {s.quiet_wait:g} s per run) until "
         f"other processes use less than {s.quiet_threshold:g} CPU, and it records what they used during the phase "
         "(table at the end).",
         f"- Throughput: one TLS connection streaming in {s.stream_chunk_kib} KiB writes and reading the echo back "
