@@ -27,12 +27,10 @@ import pytest
 from cryptography import x509
 
 from conftest import TLSKIT
-from peers import OPENSSL, Peer, openssl_server, running
+from peers import Peer, openssl_server, requires, running, tool
 from tlskit.pki.inspect import serial_hex
 
 TIMEOUT = 30.0
-
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
 
 
 def tlskit(*args: Any, cwd: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -46,9 +44,8 @@ def tlskit(*args: Any, cwd: Path, check: bool = False) -> subprocess.CompletedPr
 
 
 def openssl(*args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
-    assert OPENSSL is not None
     return subprocess.run(
-        [OPENSSL, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
+        [tool("openssl"), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
 
 
@@ -126,7 +123,7 @@ def test_serve_revocation_needs_client_certificates(hierarchy: Hierarchy) -> Non
 # --- openssl and curl ------------------------------------------------------------------------------------------
 
 
-@needs_openssl
+@requires("openssl")
 def test_openssl_ocsp_ca_signed_good_then_revoked_with_nonce(hierarchy: Hierarchy) -> None:
     cert = hierarchy.issue("root", "direct")  # the root answers with its own key
     url = f"{hierarchy.base}/ocsp"
@@ -141,7 +138,7 @@ def test_openssl_ocsp_ca_signed_good_then_revoked_with_nonce(hierarchy: Hierarch
     assert "Reason: keyCompromise" in revoked.stdout and "Response verify OK" in revoked.stderr
 
 
-@needs_openssl
+@requires("openssl")
 def test_openssl_ocsp_delegated_responder_vafile(hierarchy: Hierarchy) -> None:
     cert = hierarchy.issue("int", "delegated")
     for trust in (["-VAfile", "int/ocsp.pem"], ["-CAfile", "root/ca.pem", "-verify_other", "int/ca.pem"]):
@@ -155,7 +152,7 @@ def test_openssl_ocsp_delegated_responder_vafile(hierarchy: Hierarchy) -> None:
     assert f"{cert}: revoked" in revoked.stdout and "Reason: superseded" in revoked.stdout, revoked.stdout
 
 
-@needs_openssl
+@requires("openssl", "curl")
 def test_openssl_verify_downloads_the_published_crl(hierarchy: Hierarchy) -> None:
     cert = hierarchy.issue("int", "crl-leaf")
     argv = ["verify", "-crl_download", "-crl_check", "-CAfile", "root/ca.pem", "-untrusted", "int/ca.pem", cert]
@@ -164,18 +161,12 @@ def test_openssl_verify_downloads_the_published_crl(hierarchy: Hierarchy) -> Non
     hierarchy.revoke("int", cert)
     refused = openssl(*argv, cwd=hierarchy.dir)
     assert refused.returncode != 0 and "certificate revoked" in refused.stdout + refused.stderr
-    # curl (when there) and openssl crl read the same DER CRL
-    curl = [c for c in ("/usr/bin/curl", "/usr/local/bin/curl") if Path(c).exists()]
-    if curl:
-        subprocess.run(
-            [curl[0], "-sf", "-o", "int.crl", f"{hierarchy.base}/int.crl"],
-            cwd=hierarchy.dir,
-            check=True,
-            timeout=TIMEOUT,
-        )
-    else:
-        with urllib.request.urlopen(f"{hierarchy.base}/int.crl", timeout=TIMEOUT) as response:
-            (hierarchy.dir / "int.crl").write_bytes(response.read())
+    # curl fetches the same CRL (DER, application/pkix-crl) and openssl crl reads and verifies it
+    fetched = subprocess.run(
+        [tool("curl"), "-sSf", "-o", "int.crl", "-w", "%{content_type}", f"{hierarchy.base}/int.crl"],
+        cwd=hierarchy.dir, capture_output=True, text=True, timeout=TIMEOUT, check=True,
+    )  # fmt: skip
+    assert fetched.stdout == "application/pkix-crl"
     text = openssl(
         "crl", "-inform", "DER", "-in", "int.crl", "-noout", "-text", "-CAfile", "int/ca.pem", cwd=hierarchy.dir
     )
@@ -236,7 +227,7 @@ def test_serve_refuses_a_client_revoked_while_it_runs(hierarchy: Hierarchy, how:
         assert _talk(hierarchy, serve.port, client) == b""
 
 
-@needs_openssl
+@requires("openssl")
 def test_probe_reports_a_revoked_server(hierarchy: Hierarchy) -> None:
     chain = hierarchy.issue("int", "probed", "127.0.0.1")
     key = hierarchy.dir / "probed-key.pem"
