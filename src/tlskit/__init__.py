@@ -53,6 +53,11 @@ _EXPORTS: dict[str, str] = {
     "server_context": "tlskit.net.context",
     "client_context": "tlskit.net.context",
     "PeerPolicy": "tlskit.net.policy",
+    # revocation online
+    "Revocation": "tlskit.net.revocation",
+    "RevocationRefresher": "tlskit.net.revocation",
+    "RevocationResponder": "tlskit.net.responder",
+    "start_responder": "tlskit.net.responder",
     # transport
     "TLSConnection": "tlskit.net.connection",
     "start_server": "tlskit.net.server",
@@ -88,6 +93,10 @@ if TYPE_CHECKING:
     from .net.framing import JsonCodec as JsonCodec
     from .net.framing import LengthPrefixedFramer as LengthPrefixedFramer
     from .net.policy import PeerPolicy as PeerPolicy
+    from .net.responder import RevocationResponder as RevocationResponder
+    from .net.responder import start_responder as start_responder
+    from .net.revocation import Revocation as Revocation
+    from .net.revocation import RevocationRefresher as RevocationRefresher
     from .net.server import Server as Server
     from .net.server import start_server as start_server
     from .pki.ca import CertificateAuthority as CertificateAuthority

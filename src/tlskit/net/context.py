@@ -64,7 +64,8 @@ INTERMEDIATE_CIPHERS = (
 DEFAULT_GROUPS = "X25519:P-256:P-384"
 
 
-def _parse_choice(cls: type[_E], value: str | _E, what: str) -> _E:
+def parse_choice(cls: type[_E], value: str | _E, what: str) -> _E:
+    """``value`` as a member of the enum ``cls`` (by value, case-insensitive), or InputError listing the choices."""
     if isinstance(value, cls):
         return value
     try:
@@ -84,7 +85,7 @@ class ClientAuth(enum.Enum):
     @classmethod
     def parse(cls, value: str | ClientAuth) -> ClientAuth:
         """Parse ``"none" | "optional" | "required"`` (case-insensitive)."""
-        return _parse_choice(cls, value, "client authentication")
+        return parse_choice(cls, value, "client authentication")
 
     @classmethod
     def of(cls, ctx: ssl.SSLContext) -> ClientAuth:
@@ -101,7 +102,7 @@ class CrlCheck(enum.Enum):
     @classmethod
     def parse(cls, value: str | CrlCheck) -> CrlCheck:
         """Parse ``"leaf" | "chain"`` (case-insensitive)."""
-        return _parse_choice(cls, value, "CRL check")
+        return parse_choice(cls, value, "CRL check")
 
 
 _VERIFY_MODES = {

@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -49,6 +49,7 @@ from ..pki.revocation import (
     unavailable,
 )
 from ..pki.urls import check_url
+from .context import parse_choice
 
 if TYPE_CHECKING:
     from .connection import TLSConnection
@@ -119,18 +120,6 @@ def http_fetch(
         conn.close()
 
 
-_C = TypeVar("_C", RevocationMode, FailMode)
-
-
-def _choice(cls: type[_C], value: _C | str, what: str) -> _C:
-    if isinstance(value, cls):
-        return value
-    try:
-        return cls(str(value).strip().lower())
-    except ValueError:
-        raise InputError(f"unknown {what} {value!r}", fix=f"use one of: {', '.join(m.value for m in cls)}") from None
-
-
 @dataclass(frozen=True, init=False)
 class Revocation:
     """How to check revocation online, as an immutable value (pass it to ``verify_chain(revocation=...)``).
@@ -173,8 +162,8 @@ class Revocation:
         for url in urls:
             check_url(url, "crl_url=")
         # A frozen dataclass: fields are set once, here, and never change.
-        object.__setattr__(self, "mode", _choice(RevocationMode, mode, "revocation mode"))
-        object.__setattr__(self, "fail", _choice(FailMode, fail, "fail mode"))
+        object.__setattr__(self, "mode", parse_choice(RevocationMode, mode, "revocation mode"))
+        object.__setattr__(self, "fail", parse_choice(FailMode, fail, "fail mode"))
         object.__setattr__(self, "timeout", float(timeout))
         object.__setattr__(self, "max_bytes", int(max_bytes))
         object.__setattr__(self, "whole_chain", bool(whole_chain))
