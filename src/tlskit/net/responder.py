@@ -260,11 +260,11 @@ class RevocationResponder:
                 return b""  # malformed: answered as such
         return None
 
-    @staticmethod
-    def _expiry(until: dt.datetime | None, since: dt.datetime | None) -> tuple[tuple[str, str], ...]:
+    def _expiry(self, until: dt.datetime | None, since: dt.datetime | None) -> tuple[tuple[str, str], ...]:
+        """HTTP caching headers (RFC 5019 6.2) for data good until ``until``."""
         if until is None:
             return ()
-        now = utc_now(None)
+        now = self._clock()
         age = max(0, int((until - now).total_seconds()))
         headers = [
             ("Cache-Control", f"max-age={age}, public, no-transform, must-revalidate"),

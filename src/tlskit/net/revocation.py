@@ -290,7 +290,6 @@ class RevocationRefresher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self.refreshes = 0
         """How many background refreshes ran (for tests and monitoring)."""
         _FORKED.add(self)
@@ -328,8 +327,8 @@ class RevocationRefresher:
         # A worker process: the parent's thread does not exist here and its lock may have been held mid-fork.
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._stop = threading.Event() if not self._stop.is_set() else self._stop
         self._thread = None
-        self._pid = os.getpid()
 
     def _ensure_thread(self) -> None:
         if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
