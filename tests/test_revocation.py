@@ -30,6 +30,7 @@ from tlskit.net.responder import ResponderServer, RevocationResponder, start_res
 from tlskit.net.revocation import Fetch, FetchError, Revocation, RevocationRefresher, http_fetch
 from tlskit.pki.ca import CertificateAuthority, Issued
 from tlskit.pki.certs import Profile, utc_now
+from tlskit.pki.inspect import summarize
 from tlskit.pki.ocsp import build_request, respond
 from tlskit.pki.verify import verify_chain
 
@@ -291,6 +292,7 @@ def test_certificates_carry_the_issuing_cas_urls(published: Published) -> None:
         (AuthorityInformationAccessOID.OCSP, f"{base}/ocsp"),
         (AuthorityInformationAccessOID.CA_ISSUERS, f"{base}/int.crt"),
     }
+    assert summarize(leaf)["ocsp_urls"] == [f"{base}/ocsp"]  # tlskit inspect shows them
     # the intermediate's certificate names the root's URLs; the root itself names none
     inter = published.int.cert
     assert (
