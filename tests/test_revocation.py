@@ -319,6 +319,18 @@ def test_certificates_carry_the_issuing_cas_urls(published: Published) -> None:
     assert (status, kind) == (200, "application/pkix-cert") and x509.load_der_x509_certificate(body) == inter
 
 
+def test_an_existing_ca_gets_urls(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create_root(tmp_path / "ca")
+    before = ca.issue(["before"]).cert
+    ca.set_urls(crl_url="http://pki.example/ca.crl")
+    reopened = CertificateAuthority.load(tmp_path / "ca")
+    assert (reopened.urls.crl, reopened.urls.issuer) == ("http://pki.example/ca.crl", "http://pki.example/ca.crt")
+    after = reopened.issue(["after"]).cert
+    assert after.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    with pytest.raises(x509.ExtensionNotFound):
+        before.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+
+
 # --- the responder -------------------------------------------------------------------------------------------------
 
 

@@ -460,6 +460,26 @@ def ca_list(*, directory: str, as_json: bool, passphrase_file: str | None) -> No
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5])
 
 
+@ca_group.command("urls")
+@click.argument("directory", metavar="DIR", type=click.Path())
+@_url_options
+@passphrase_option
+@handle_errors
+def ca_urls(
+    *, directory: str, crl_url: str | None, ocsp_url: str | None, issuer_url: str | None, passphrase_file: str | None
+) -> None:
+    """Show the URLs the CA in DIR writes into what it issues, or set them (--crl-url/--ocsp-url/--issuer-url).
+
+    Setting replaces all of them; certificates issued before keep the URLs they carry.
+    """
+    ca = _load_ca(directory, passphrase_file)
+    if crl_url or ocsp_url or issuer_url:
+        ca.set_urls(crl_url=crl_url, ocsp_url=ocsp_url, issuer_url=issuer_url)
+        _say(f"{directory}: new certificates will carry these URLs")
+    for what, url in (("CRL", ca.urls.crl), ("OCSP", ca.urls.ocsp), ("caIssuers", ca.urls.issuer)):
+        click.echo(f"{what + ':':<11}{url or '-'}")
+
+
 @ca_group.command("ocsp-signer")
 @click.argument("directory", metavar="DIR", type=click.Path())
 @click.option("--days", type=click.IntRange(min=1), default=30, show_default=True, help="Validity in days.")

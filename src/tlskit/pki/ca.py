@@ -580,6 +580,18 @@ class CertificateAuthority:
             return None
         return st.st_ino, st.st_mtime_ns, st.st_size
 
+    def set_urls(
+        self, *, crl_url: str | None = None, ocsp_url: str | None = None, issuer_url: str | None = None
+    ) -> RevocationURLs:
+        """Give an existing CA its publication URLs (replacing the old ones): certificates it issues from now on
+        carry them; those it issued before keep what they carry.  Returns the URLs as stored."""
+        urls = _urls(crl_url, ocsp_url, issuer_url).with_default_issuer(self.cert)
+        if self.directory is not None:
+            with self._locked():
+                write_many([(self.directory / _URLS, self._urls_bytes(urls), False)], force=True)
+        self.urls = urls
+        return urls
+
     # -- OCSP ---------------------------------------------------------------------------------------------
 
     def create_ocsp_signer(
@@ -672,14 +684,14 @@ class CertificateAuthority:
                 (d / _CA_PEM, self.cert.public_bytes(serialization.Encoding.PEM), False),
                 (d / _CHAIN_PEM, certs_to_pem(list(self.chain)), False),
                 (d / _INDEX, self._index_bytes(), False),
-                *(
-                    [(d / _URLS, json.dumps(self.urls.to_json(), indent=2).encode() + b"\n", False)]
-                    if self.urls
-                    else []
-                ),
+                *([(d / _URLS, self._urls_bytes(self.urls), False)] if self.urls else []),
             ],
             force=force,
         )
+
+    @staticmethod
+    def _urls_bytes(urls: RevocationURLs) -> bytes:
+        return json.dumps(urls.to_json(), indent=2).encode() + b"\n"
 
     @staticmethod
     def _read_urls(d: Path) -> RevocationURLs:
