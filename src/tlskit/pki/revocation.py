@@ -74,6 +74,9 @@ class FailMode(enum.StrEnum):
 
 
 class AnswerStatus(enum.StrEnum):
+    """What one source said: good, revoked, unknown (to the responder), invalid (not to be trusted), or no
+    answer at all (unavailable)."""
+
     GOOD = "good"
     REVOKED = "revoked"
     UNKNOWN = "unknown"
