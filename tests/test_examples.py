@@ -37,14 +37,21 @@ def _need(program: str) -> str:
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding pki/, made by examples/make_pki.py, where the examples run with their defaults."""
     d = tmp_path_factory.mktemp("examples")
-    done = subprocess.run([sys.executable, EXAMPLES / "make_pki.py"], cwd=d, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, EXAMPLES / "make_pki.py"], cwd=d, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     return d
 
 
 def example(workdir: Path, program: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, EXAMPLES / program, *args], cwd=workdir, capture_output=True, text=True, timeout=60
+        [sys.executable, EXAMPLES / program, *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -58,7 +65,9 @@ def serving(workdir: Path, program: str, *args: str) -> Iterator[Peer]:
 
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_each_example_says_what_it_shows(program: str) -> None:
-    done = subprocess.run([sys.executable, EXAMPLES / program, "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, EXAMPLES / program, "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     first_line = (EXAMPLES / program).read_text().split('"""')[1].splitlines()[0]
     assert first_line in " ".join(done.stdout.split())
