@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "tlskit"
-LAYERS = {"errors": 0, "_fileio": 0, "_text": 0, "pki": 1, "net": 2, "tools": 3, "cli": 4}
+LAYERS = {"errors": 0, "_fileio": 0, "_text": 0, "pki": 1, "net": 2, "tools": 3, "cli": 4, "pytest_plugin": 4}
 CLI_ONLY = {"rich", "click"}
 
 
