@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,17 +19,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from peers import Peer, running
+from peers import Peer, running, tool
 
 EXAMPLES = ROOT / "examples"
 PROGRAMS = ["make_pki.py", "https_server.py", "https_client.py", "wss_server.py", "wss_client.py", "mqtt_client.py"]
-
-
-def _need(program: str) -> str:
-    path = shutil.which(program)
-    if path is None:
-        pytest.skip(f"{program} is not installed (.ci/run installs it)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +185,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def mosquitto(workdir: Path) -> Iterator[Peer]:
     """mosquitto with examples/mosquitto.conf, on a free port, in the pki directory (the config's paths)."""
-    program = _need("mosquitto")
+    program = tool("mosquitto")
     config = (EXAMPLES / "mosquitto.conf").read_text()
     port = _free_port()
     config = re.sub(r"^listener 8883 ", f"listener {port} ", config, flags=re.M)

@@ -19,18 +19,11 @@ import pytest
 from cryptography import x509
 
 from conftest import PKI, ROOT, TLSKIT
-from peers import Peer, running
+from peers import Peer, running, tool
 from tlskit.pki.files import load_certificates
 from tlskit.tools.trust import Outcome, Store, TrustStores, install, status, trust_name, uninstall
 
 EXAMPLES = ROOT / "examples"
-
-
-def _need(program: str) -> str:
-    path = shutil.which(program)
-    if path is None:
-        pytest.skip(f"{program} is not installed (.ci/run installs it)")
-    return path
 
 
 def _outcomes(results: list) -> list[Outcome]:  # type: ignore[type-arg]
@@ -44,7 +37,7 @@ def _tlskit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 
 def _new_nssdb(directory: Path) -> None:
     directory.mkdir(parents=True)
-    certutil = _need("certutil")
+    certutil = tool("certutil")
     subprocess.run([certutil, "-N", "--empty-password", "-d", f"sql:{directory}"], check=True, capture_output=True)
 
 
@@ -70,7 +63,7 @@ def test_absent_stores_are_reported_not_failed(pki: PKI, tmp_path: Path) -> None
 
 
 def test_nss_every_database_idempotent_and_only_ours_removed(pki: PKI, tmp_path: Path) -> None:
-    certutil = _need("certutil")
+    certutil = tool("certutil")
     chromium_db = tmp_path / ".pki" / "nssdb"
     firefox_db = tmp_path / ".mozilla" / "firefox" / "abcd.default-release"
     _new_nssdb(chromium_db)
@@ -101,8 +94,8 @@ def _debian_root(root: Path, distributed: Path) -> None:
 
 
 def test_debian_system_store_in_a_temporary_root(pki: PKI, tmp_path: Path) -> None:
-    _need("update-ca-certificates")
-    _need("openssl")  # update-ca-certificates runs `openssl rehash`
+    tool("update-ca-certificates")
+    tool("openssl")  # update-ca-certificates runs `openssl rehash`
     root = tmp_path / "root"
     _debian_root(root, pki.other_root_pem)
     where = TrustStores(home=tmp_path, system_root=root)
@@ -134,7 +127,7 @@ def test_rhel_layout_outside_the_real_root_is_not_touched(pki: PKI, tmp_path: Pa
 @pytest.fixture
 def keystore(pki: PKI, tmp_path: Path) -> Path:
     """A PKCS#12 keystore made with keytool, holding one unrelated CA (as cacerts holds many)."""
-    keytool = _need("keytool")
+    keytool = tool("keytool")
     path = tmp_path / "cacerts"
     argv = [
         keytool,
@@ -191,7 +184,7 @@ def https_page(tmp_path: Path) -> Iterator[tuple[Peer, Path]]:
 
 
 def test_chromium_trusts_the_ca_after_trust_install(https_page: tuple[Peer, Path], tmp_path: Path) -> None:
-    chromium = _need("chromium")
+    chromium = tool("chromium")
     server, pki_dir = https_page
     home = tmp_path / "home"
     _new_nssdb(home / ".pki" / "nssdb")  # the NSS database Chromium on Linux reads, as a desktop profile has
