@@ -48,7 +48,8 @@ async def handler(connection: ServerConnection, news_every: float) -> None:
         broadcast(chat, f"* {name} joined")
         try:
             async for message in connection:
-                broadcast(chat, f"{name}: {message}")
+                text = message if isinstance(message, str) else message.decode(errors="replace")
+                broadcast(chat, f"{name}: {text}")
         finally:
             chat.discard(connection)
             broadcast(chat, f"* {name} left")
