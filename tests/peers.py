@@ -46,6 +46,11 @@ PACKAGES = {
     "node": "nodejs",
     "curl": "curl",
     "unshare": "util-linux",
+    "mosquitto": "mosquitto",
+    "chromium": "chromium",
+    "certutil": "libnss3-tools",
+    "keytool": "default-jre-headless",
+    "update-ca-certificates": "ca-certificates",
 }
 
 

@@ -58,6 +58,10 @@ _EXPORTS: dict[str, str] = {
     "RevocationRefresher": "tlskit.net.revocation",
     "RevocationResponder": "tlskit.net.responder",
     "start_responder": "tlskit.net.responder",
+    # connection facts where other libraries hide them, failures in words
+    "peer_info": "tlskit.net.peerinfo",
+    "PeerInfo": "tlskit.net.peerinfo",
+    "tls_error": "tlskit.net.explain",
     # transport
     "TLSConnection": "tlskit.net.connection",
     "start_server": "tlskit.net.server",
@@ -89,9 +93,12 @@ if TYPE_CHECKING:
     from .net.context import CrlCheck as CrlCheck
     from .net.context import client_context as client_context
     from .net.context import server_context as server_context
+    from .net.explain import tls_error as tls_error
     from .net.framing import DelimitedFramer as DelimitedFramer
     from .net.framing import JsonCodec as JsonCodec
     from .net.framing import LengthPrefixedFramer as LengthPrefixedFramer
+    from .net.peerinfo import PeerInfo as PeerInfo
+    from .net.peerinfo import peer_info as peer_info
     from .net.policy import PeerPolicy as PeerPolicy
     from .net.responder import RevocationResponder as RevocationResponder
     from .net.responder import start_responder as start_responder

@@ -31,6 +31,7 @@ from ..pki.keys import (
     save_private_key,
 )
 from .common import force_option, handle_errors, passphrase_option, read_passphrase
+from .trust_cmds import trust_group
 
 __all__ = ["commands"]
 
@@ -617,5 +618,7 @@ def pkcs12_import(*, p12: str, prefix: str, passphrase_file: str | None, force: 
     bundle.write(prefix, force=force)
     _say(f"wrote {cert_path} (certificate + {len(bundle.chain)} more) and {key_path} (mode 0600)")
 
+
+ca_group.add_command(trust_group)
 
 commands: list[click.Command] = [key_group, csr_group, cert_group, ca_group, pkcs12_group]

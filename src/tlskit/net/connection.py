@@ -23,6 +23,7 @@ from ..errors import TLSError
 from .context import ClientAuth
 from .engine import SLICE, EngineState, TLSEngine
 from .explain import explain_unverified, refusal_error, tls_error
+from .peerinfo import client_authorization_error
 from .policy import PeerPolicy, judge
 from .tlsinfo import chain_der, peer_chain
 
@@ -34,7 +35,6 @@ _OPEN = EngineState.OPEN
 _HANDSHAKING = EngineState.HANDSHAKING
 _CLOSING = EngineState.CLOSING
 _local = threading.local()
-_CERT_NONE = int(ssl.CERT_NONE)
 _NOT_YET = "the handshake has not finished"
 _EXPLAIN_LATER = "(explained on first use)"  # sentinel: a client that did not verify the server
 
@@ -237,11 +237,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         if self.peer_verified:
             self._authorized, self._auth_error = True, None
         elif self.server_side:
-            self._auth_error = (
-                "client certificate not requested (client authentication is off)"
-                if self.verify_mode == _CERT_NONE
-                else "no client certificate offered"
-            )
+            self._auth_error = client_authorization_error(self.verify_mode)
         else:
             self._auth_error = _EXPLAIN_LATER  # worked out on first use: most programs never ask
 

@@ -27,7 +27,7 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .tlsinfo import CipherInfo, chain_der, cipher_info
+from .tlsinfo import CipherInfo, chain_der, cipher_info, peer_verified
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -42,7 +42,6 @@ _READ_SIZE = 16 * 1024
 
 # ssl.SSLContext.verify_mode converts to an enum on every access; handshakes read the raw int instead.
 _raw_verify_mode = getattr(ssl, "_ssl")._SSLContext.verify_mode.__get__  # noqa: B009
-_CERT_NONE = int(ssl.CERT_NONE)
 _SSLWantRead = ssl.SSLWantReadError
 _SSLZeroReturn = ssl.SSLZeroReturnError
 
@@ -244,9 +243,9 @@ class TLSEngine:
         A client verifies the server unless its context says ``CERT_NONE`` (the handshake fails otherwise); a
         server verifies a client certificate when it asked for one and the client sent one.
         """
-        if self._state is _HANDSHAKING or _raw_verify_mode(self._base_context) == _CERT_NONE:
+        if self._state is _HANDSHAKING:
             return False
-        return not self._ssl.server_side or self._ssl.getpeercert(True) is not None
+        return peer_verified(self._ssl, _raw_verify_mode(self._base_context))
 
     @property
     def protocol(self) -> str | None:

@@ -22,6 +22,21 @@ __all__ = ["explain_unverified", "refusal_error", "tls_error"]
 # --- plain-language errors ---------------------------------------------------------------------------------
 
 
+def _underlying(exc: BaseException) -> BaseException:
+    """The error under the wrappers of other libraries (httpx, websockets, paho): an ``ssl.SSLError`` if there is
+    one in the chain of causes, else the first socket or end-of-stream error, else ``exc`` itself."""
+    chain: list[BaseException] = []
+    item: BaseException | None = exc
+    while item is not None and item not in chain and len(chain) < 16:
+        chain.append(item)
+        item = item.__cause__ or item.__context__
+    for kind in (ssl.SSLError, (OSError, EOFError)):
+        for item in chain:
+            if isinstance(item, kind):
+                return item
+    return exc
+
+
 def tls_error(
     exc: BaseException,
     *,
@@ -29,17 +44,24 @@ def tls_error(
     server_side: bool = False,
     host: str | None = None,
     chain: Sequence[x509.Certificate] = (),
+    sent_cert: bool | None = None,
 ) -> TLSError:
     """Translate ``exc`` (usually an ``ssl.SSLError``) into a :class:`TLSError` with code, sentence and fix.
 
     The wording comes from :func:`tlskit.pki.problems.explain_ssl_error`, told who the peer is
-    (``server_side``: we are the server, so the peer is a client), the name the client asked for (``host``)
-    and the peer's certificates as sent (``chain``).  The caller keeps ``exc`` as the cause
-    (``raise tls_error(exc) from exc``).
+    (``server_side``: we are the server, so the peer is a client), the name the client asked for (``host``),
+    the peer's certificates as sent (``chain``) and, for a client, whether it sent a certificate
+    (``sent_cert``).  ``exc`` may be another library's error (httpx, websockets, paho-mqtt): the ``ssl`` or
+    socket error it wraps is explained.  The caller keeps ``exc`` as the cause (``raise tls_error(exc) from exc``).
     """
     if isinstance(exc, TLSError):
         return exc
-    problem = explain_ssl_error(exc, host=host, peer=Purpose.CLIENT if server_side else Purpose.SERVER, chain=chain)
+    exc = _underlying(exc)
+    if isinstance(exc, TLSError):
+        return exc
+    problem = explain_ssl_error(
+        exc, host=host, peer=Purpose.CLIENT if server_side else Purpose.SERVER, chain=chain, sent_cert=sent_cert
+    )
     message = problem.message
     if during != "handshake" and problem.code == Code.UNKNOWN:
         # explain_ssl_error speaks of handshakes; a bad record on an open connection is not one

@@ -296,6 +296,19 @@ _CERT_ALERTS = frozenset({
 })  # fmt: skip
 
 
+# A client that sent its certificate and then sees the connection close: under TLS 1.3 the client's side of the
+# handshake is over before the server has checked that certificate, and servers on Python's asyncio (aiohttp,
+# websockets, amqtt) close without sending the alert, so the client reads nothing but the end of the stream.
+_CLOSED_ERRORS = (EOFError, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+_REFUSED_WITHOUT_ALERT = (
+    "the server closed the connection right after the handshake without answering: it most likely did not "
+    "accept the client certificate (a TLS 1.3 server checks it after the client's side of the handshake, and "
+    "some servers close without an alert)",
+    "use a client certificate issued by a CA the server trusts, valid now and with the client profile; the "
+    "server's log says more",
+)
+
+
 def explain_ssl_error(
     exc: BaseException,
     *,
@@ -312,8 +325,12 @@ def explain_ssl_error(
     lets messages name the identities and dates of the certificate.  A client that knows whether it sent a
     certificate (``sent_cert``) and whether the server asked for one (``cert_requested``) gets a precise answer
     where alerts are ambiguous: a server may answer a *missing* certificate with ``bad_certificate`` (Go does),
-    and a client that sent none must not be told its certificate was rejected.
+    and a client that sent none must not be told its certificate was rejected.  A client that sent one and then
+    sees the connection closed without a word (an ``EOFError`` or a reset) is told that its certificate was
+    most likely refused.
     """
+    if sent_cert and peer is Purpose.SERVER and isinstance(exc, _CLOSED_ERRORS):
+        return Problem(Code.CLIENT_CERT_REJECTED, *_REFUSED_WITHOUT_ALERT)
     if not isinstance(exc, ssl.SSLError):  # the socket failed under the handshake rather than TLS itself
         if isinstance(exc, TimeoutError):
             return Problem(Code.TIMEOUT, "the TLS handshake timed out", "check that the peer speaks TLS on this port")
