@@ -39,7 +39,9 @@ class Relay(asyncio.Protocol):
     """
 
     __slots__ = (
+        "_discard",
         "_done",
+        "_early",
         "_header",
         "_names",
         "_plain",
@@ -65,6 +67,8 @@ class Relay(asyncio.Protocol):
         self._plain_eof = False
         self._tls_lost = False
         self._plain_lost = False
+        self._early: bytes = b""  # what the plain side sent before the TLS side was joined (one read at most)
+        self._discard = False
         self.tls_to_plain = 0
         self.plain_to_tls = 0
         self.ended = ""
@@ -77,13 +81,40 @@ class Relay(asyncio.Protocol):
     def plain(self) -> asyncio.Transport | None:
         return self._plain
 
+    @property
+    def buffered(self) -> int:
+        """Bytes this relay holds: waiting in the plain transport, the TLS transport, or decrypted and unsent."""
+        plain = self._plain.get_write_buffer_size() if self._plain is not None else 0
+        tls = self._tls
+        return plain + len(self._early) + (0 if tls is None else tls.write_buffer_size + tls.read_buffer_size)
+
     def start(self, tls: TLSConnection) -> None:
         """Join the plain side to ``tls`` and start relaying (TLS data already received goes first)."""
         self._tls = tls
         tls.attach(self)
+        early, self._early = self._early, b""
+        if early:
+            self.data_received(early)
+        if self._plain_eof:
+            self.eof_received()
         plain = self._plain
         if plain is not None and not plain.is_closing():
             plain.resume_reading()
+
+    def refuse(self) -> None:
+        """Never joined (the TLS side failed): end the plain side with a FIN, not a reset.
+
+        Closing a socket with unread input makes the kernel send a reset, so what the plain peer still sends is
+        read and dropped until its FIN (or for two seconds at most).
+        """
+        self._discard, self._early = True, b""
+        plain = self._plain
+        if plain is None or plain.is_closing():
+            return
+        if plain.can_write_eof():
+            plain.write_eof()
+        plain.resume_reading()
+        asyncio.get_running_loop().call_later(2.0, plain.close)
 
     def abort(self, reason: str) -> None:
         """Drop both sides at once (drain deadline, shutdown)."""
@@ -122,7 +153,13 @@ class Relay(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         tls = self._tls
-        assert tls is not None
+        if tls is None:  # a read that was under way when reading was paused
+            if self._discard:
+                return
+            self._early += data
+            if self._plain is not None:
+                self._plain.pause_reading()
+            return
         self.plain_to_tls += len(data)
         try:
             tls.write_nowait(data)
@@ -134,6 +171,8 @@ class Relay(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._plain_eof = True
         self._end(f"{self._names[1]} closed")
+        if self._discard:
+            return False
         if self._tls is not None:
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 self._tls.write_eof()

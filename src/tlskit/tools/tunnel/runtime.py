@@ -102,6 +102,15 @@ class Tunnel:
         self.address: Any = None
         """Where the tunnel listens (port 0 resolved)."""
         self.accepting = False
+        self._relays: set[Relay] = set()
+
+    def buffered_bytes(self) -> int:
+        """Bytes the open connections of this process hold in buffers (bounded by the high-water marks)."""
+        return sum(relay.buffered for relay in self._relays)
+
+    def relayed_bytes(self) -> int:
+        """Payload bytes the open connections of this process have relayed so far, both ways."""
+        return sum(relay.tls_to_plain + relay.plain_to_tls for relay in self._relays)
 
     @property
     def name(self) -> str:
@@ -196,6 +205,7 @@ class ServerTunnel(Tunnel):
         version = spec.proxy_protocol
         header = proxy_header(conn, version.version) if version is not None else b""
         relay = Relay(done=asyncio.get_running_loop().create_future(), header=header)
+        self._relays.add(relay)
         try:
             try:
                 await _connect_plain(relay, spec.target, spec.connect_timeout)
@@ -212,6 +222,7 @@ class ServerTunnel(Tunnel):
                 relay.abort("closed at shutdown")
                 raise
         finally:
+            self._relays.discard(relay)
             self._finished(record, relay, started, tls_to_plain=True)
 
     async def close(self, *, deadline: float | None = None) -> None:
@@ -236,7 +247,6 @@ class ClientTunnel(Tunnel):
         self._policy: PeerPolicy | None = None
         self.session: ssl.SSLSession | None = None
         """The session the next connection offers (the last one's)."""
-        self._relays: set[Relay] = set()
         self._refused_logged = 0.0
 
     async def start(self) -> None:
@@ -330,8 +340,7 @@ class ClientTunnel(Tunnel):
 
     def _drop(self, relay: Relay, plain: asyncio.Transport | None) -> None:
         self._relays.discard(relay)
-        if plain is not None:
-            plain.close()
+        relay.refuse()
 
     async def close(self, *, deadline: float | None = None) -> None:
         """Stop accepting; let connections finish for ``deadline`` seconds, then drop the rest."""
