@@ -31,11 +31,17 @@ NODE = shutil.which("node")
 OPENSSL = shutil.which("openssl")
 GNUTLS_SERV = shutil.which("gnutls-serv")
 GNUTLS_CLI = shutil.which("gnutls-cli")
+CURL = shutil.which("curl")
+HAPROXY = shutil.which("haproxy") or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy") or None
+STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
 
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed (.ci/run installs it)")
 T = TypeVar("T")
 
 needs_gnutls = pytest.mark.skipif(GNUTLS_SERV is None, reason="gnutls-bin is not installed (.ci/run installs it)")
+needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed (.ci/run installs it)")
+needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed (.ci/run installs it)")
+needs_haproxy = pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (.ci/run installs it)")
 
 
 @dataclass

@@ -50,9 +50,9 @@ def people(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tupl
     return {
         "allowed": (pki.client_pem, pki.client_key),
         "bob": pki.ca.issue(["bob"], profile=Profile.CLIENT).write(d / "bob"),
-        "spiffe": pki.ca.issue(
-            ["api", "spiffe://example.org/ns/prod/sa/api"], profile=Profile.CLIENT
-        ).write(d / "spiffe"),
+        "spiffe": pki.ca.issue(["api", "spiffe://example.org/ns/prod/sa/api"], profile=Profile.CLIENT).write(
+            d / "spiffe"
+        ),
     }
 
 
@@ -212,9 +212,7 @@ def test_echo_both_ways_and_tls_half_close(pki: PKI) -> None:
     run(main())
 
 
-def test_dead_target_gets_the_client_a_clean_close_and_one_log_line(
-    pki: PKI, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_dead_target_gets_the_client_a_clean_close_and_one_log_line(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]  # nothing listens once the socket is closed

@@ -17,7 +17,7 @@ import click
 
 from .._text import printable
 from ..errors import InputError
-from .common import EXIT_OK, handle_errors_with
+from .common import EXIT_OK, handle_errors_with, to_flags
 
 if TYPE_CHECKING:
     from ..tools.tunnel.spec import Endpoint, TunnelSpec
@@ -52,6 +52,10 @@ FLAGS = {
 class _JsonFormatter(logging.Formatter):
     """One JSON object per line: the tunnel's structured event, or the message of any other record."""
 
+    def __init__(self, words: Callable[[str], str]) -> None:
+        super().__init__()
+        self._words = words
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
@@ -60,8 +64,11 @@ class _JsonFormatter(logging.Formatter):
         event = getattr(record, "tunnel_event", None)
         if isinstance(event, dict):
             out.update(event)
+            for key in ("message", "fix", "error"):
+                if isinstance(out.get(key), str):
+                    out[key] = self._words(out[key])
         else:
-            out["message"] = printable(record.getMessage())
+            out["message"] = printable(self._words(record.getMessage()))
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -72,11 +79,20 @@ class _DropHandshakeRecords(logging.Filter):
         return not hasattr(record, "tls_error")
 
 
-def _setup_logging(log_format: str) -> None:
-    from .net_io import PrintableFormatter
+class _TextFormatter(logging.Formatter):
+    """``tunnel: MESSAGE``, in the command's words (flags or configuration keys), control characters escaped."""
 
+    def __init__(self, words: Callable[[str], str]) -> None:
+        super().__init__("tunnel: %(message)s")
+        self._words = words
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(self._words(super().formatMessage(record)))
+
+
+def _setup_logging(log_format: str, words: Callable[[str], str]) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if log_format == "json" else PrintableFormatter("tunnel: %(message)s"))
+    handler.setFormatter(_JsonFormatter(words) if log_format == "json" else _TextFormatter(words))
     handler.addFilter(_DropHandshakeRecords())
     for name in ("tlskit.tunnel", "tlskit.server", "tlskit.policy", "tlskit.client"):
         logger = logging.getLogger(name)
@@ -127,12 +143,13 @@ def _start(
     metrics: str | None,
     log_format: str,
     reload_specs: Callable[[], Sequence[TunnelSpec]] | None = None,
+    words: Callable[[str], str] | None = None,
 ) -> None:
     from ..net.server import run
     from ..tools.tunnel.spec import parse_endpoint
 
     where = parse_endpoint(metrics, param="metrics", listening=True) if metrics is not None else None
-    _setup_logging(log_format)
+    _setup_logging(log_format, words or (lambda text: to_flags(text, FLAGS)))
     code = run(_run(specs, where, reload_specs))
     if code:
         raise click.exceptions.Exit(code)
@@ -207,7 +224,7 @@ def tunnel_cmd(ctx: click.Context, config_path: str | None, metrics: str | None,
     if config_path is None:
         click.echo(ctx.get_help(), err=True)
         raise click.exceptions.Exit(2)
-    from .tunnel_config import check_files, load_config
+    from .tunnel_config import check_files, config_words, load_config
 
     config = load_config(config_path)
     check_files(config)
@@ -217,7 +234,13 @@ def tunnel_cmd(ctx: click.Context, config_path: str | None, metrics: str | None,
         return fresh.specs
 
     where = metrics or (str(config.metrics) if config.metrics else None)
-    _start(config.specs, metrics=where, log_format=log_format or config.log_format or "text", reload_specs=reload_specs)
+    _start(
+        config.specs,
+        metrics=where,
+        log_format=log_format or config.log_format or "text",
+        reload_specs=reload_specs,
+        words=config_words,
+    )
 
 
 @tunnel_cmd.command("server")
