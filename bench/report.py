@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from results import HandshakeResult, Results
+from tunnel_report import tunnel_lines, tunnel_section
 
 KINDS = ("tlskit", "tlskit-asyncio", "stdlib", "node", "openssl")
 LABELS = {
@@ -119,6 +120,7 @@ def summary_lines(r: Results) -> list[str]:
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in [header, *body]
     ]
+    lines += tunnel_lines(r)
     lines += [f"ERROR in {name}: {error}" for name, error in r.errors.items()]
     return lines
 
@@ -375,6 +377,7 @@ def render(r: Results) -> str:
         *design_paragraph(r),
         *handshake_paragraph(r),
         *_workers_section(r),
+        *tunnel_section(r),
         "## Method",
         "",
         "- Same certificate and key for every server: an EC P-256 leaf for localhost/127.0.0.1 issued by a fresh "

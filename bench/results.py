@@ -157,6 +157,10 @@ class Results:
     streams: dict[str, StreamResult] = field(default_factory=dict)
     scale: dict[str, ScaleResult] = field(default_factory=dict)
     workers: dict[int, HandshakeResult] = field(default_factory=dict)
+    tunnel_memory: dict[str, MemoryResult] = field(default_factory=dict)
+    """``tlskit tunnel`` and stunnel4: tunnel memory per idle tunnelled connection (bench/tunnel_bench.py)."""
+    tunnel_handshakes: dict[str, HandshakeResult] = field(default_factory=dict)
+    tunnel_streams: dict[str, StreamResult] = field(default_factory=dict)
     split: dict[str, float] = field(default_factory=dict)
     """In-process server-side µs per handshake by bench/handshake_micro.py variant (median of its rounds)."""
     errors: dict[str, str] = field(default_factory=dict)

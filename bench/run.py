@@ -32,6 +32,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import tunnel_bench
 from harness import (
     BENCH_DIR,
     HOST,
@@ -112,6 +113,7 @@ class Bench:
         self.results = Results()
         self.client_ctx = ssl.create_default_context(cafile=str(self.root))
         self.quiet_budget = args.quiet_wait
+        self.server_cpu, self.load_cpu = SERVER_CPU, LOAD_CPU
 
     def note_command(self, label: str, argv: Sequence[str], port: int | None = None) -> None:
         """Remember a command line for the report (temp paths and ports replaced by names), once per variant."""
@@ -408,16 +410,27 @@ class Bench:
             if "workers" in phases:
                 for n in (1, 2):
                     self.run_phase(f"workers={n}", lambda n=n: self.phase_workers(n))  # type: ignore[misc]
+            if "tunnel" in phases:
+                tunnel_bench.run_phases(self)
         finally:
             self.procs.stop_all()
         self.results.total_seconds = time.perf_counter() - self.started
         return self.results
 
 
-PHASES = ("memory", "handshake", "split", "stream", "scale", "workers")
+PHASES = ("memory", "handshake", "split", "stream", "scale", "workers", "tunnel")
 # handshake_micro.py variants: bare OpenSSL, one session ticket instead of two, none, and tlskit's engine.
 SPLIT_VARIANTS = ("raw", "raw:tickets1", "raw:tickets0", "engine")
-QUICK = {"idle": 200, "scale": 1000, "fresh": 2, "seconds": 2, "rounds": 1, "split_rounds": 2, "stream_mib": 64}
+QUICK = {
+    "idle": 200,
+    "scale": 1000,
+    "fresh": 2,
+    "seconds": 2,
+    "rounds": 1,
+    "split_rounds": 2,
+    "stream_mib": 64,
+    "tunnel_idle": 200,
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -432,6 +445,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--s-time-procs", type=int, default=4, help="concurrent s_time processes")
     parser.add_argument("--stream-mib", type=int, default=1024, help="MiB echoed per server")
     parser.add_argument("--split-rounds", type=int, default=8, help="rounds of 300 in-process handshakes per variant")
+    parser.add_argument("--tunnel-idle", type=int, default=2000, help="idle tunnelled connections (tunnel phase)")
+    parser.add_argument("--churn-procs", type=int, default=3, help="concurrent handshake clients (tunnel phase)")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     parser.add_argument(
         "--quiet-wait", type=float, default=60.0, help="total seconds to wait for other load to pass (0: never)"
@@ -471,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
             "concurrent connections (scale)": str(args.scale),
             "handshakes": f"{args.s_time_procs} s_time processes x {args.seconds} s x {args.rounds} rounds per server",
             "bytes echoed per server": f"{args.stream_mib} MiB",
+            "tunnels (tlskit tunnel, stunnel4)": f"{args.tunnel_idle} idle connections; {args.churn_procs} handshake "
+            f"clients x {args.seconds} s x {args.rounds} rounds; {args.stream_mib} MiB echoed",
             "wait for other load to pass": f"up to {args.quiet_wait:g} s per run",
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "command": command_line(argv),
