@@ -459,3 +459,25 @@ def test_client_auth_none_and_optional_pass_unlisted_clients_without_a_policy(pk
                 assert (got, error) == (b"anyone", None)
 
     run(main())
+
+
+def test_bulk_writes_make_full_records_only(pki: PKI) -> None:
+    """64 KiB of plaintext is four full TLS records, not four full ones and four tiny ones (one AEAD call each)."""
+    from tlskit.net.engine import RECORD, TLSEngine
+
+    server = TLSEngine(server_context(cert=pki.server_pem, key=pki.server_key), server_side=True)
+    client = TLSEngine(client_context(ca=pki.root_pem), server_side=False, server_hostname="localhost")
+    client.start()
+    for _ in range(4):  # the handshake, through memory
+        server.receive(client.data_to_send())
+        client.receive(server.data_to_send())
+    assert client.handshake_complete and server.handshake_complete
+    client.receive(server.data_to_send())  # the session tickets
+    wire = b"".join(server.encrypt_pieces(b"x" * (4 * RECORD)))
+    assert b"".join(client.receive(wire)) == b"x" * (4 * RECORD)
+    lengths = []
+    while wire:
+        size = int.from_bytes(wire[3:5], "big")
+        lengths.append(size)
+        wire = wire[5 + size :]
+    assert lengths == [RECORD + 17] * 4  # TLS 1.3: content type byte and 16-byte tag

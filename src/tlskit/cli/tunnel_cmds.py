@@ -87,10 +87,15 @@ class _TextFormatter(logging.Formatter):
         self._words = words
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return printable(self._words(super().formatMessage(record)))
+        text = super().formatMessage(record)
+        # Only warnings and errors quote the library's parameters (one line per connection is INFO).
+        return printable(self._words(text) if record.levelno >= logging.WARNING else text)
 
 
 def _setup_logging(log_format: str, words: Callable[[str], str]) -> None:
+    # One log record per connection: skip what logging would look up for each (logging's "Optimization" notes).
+    logging._srcfile = None  # no caller's file and line: a stack walk per record
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter(words) if log_format == "json" else _TextFormatter(words))
     handler.addFilter(_DropHandshakeRecords())

@@ -27,7 +27,7 @@ from typing import Any, Protocol, cast
 
 from ..errors import TLSError
 from .context import ClientAuth
-from .engine import SLICE, EngineState, TLSEngine
+from .engine import RECORD, EngineState, TLSEngine
 from .explain import explain_unverified, refusal_error, tls_error
 from .policy import PeerPolicy, judge
 from .tlsinfo import chain_der, peer_chain
@@ -505,7 +505,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         size = len(data)
         pending = self._pending
         if pending is None:
-            if size >= SLICE:
+            if size >= RECORD:
                 self._encrypt_out(data)
                 return
             self._pending = [bytes(data)]
@@ -544,7 +544,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         transport = self._transport
         assert transport is not None
         try:
-            if len(data) <= SLICE:
+            if len(data) <= RECORD:
                 self.encrypt(data)
                 transport.write(self._bio_out.read())
             else:

@@ -1,5 +1,9 @@
 """Prometheus metrics of tunnels (prometheus-client) and the small HTTP endpoint that serves them.
 
+Counting costs a connection almost nothing: each tunnel keeps plain integers and bucket counts
+(:class:`TunnelCounters`), and a collector turns them into Prometheus families only when ``/metrics`` is
+scraped (prometheus-client's own ``Counter.inc()`` takes a lock and checks labels on every call).
+
 ``GET /metrics`` answers the text exposition format; ``GET /healthz`` answers 200 while every tunnel accepts
 connections and 503 once one stops (drain, shutdown).  Each :class:`TunnelMetrics` has its own registry, so
 several tunnel groups (or tests) in one process do not mix their counts.
@@ -9,117 +13,146 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 __all__ = ["MetricsServer", "TunnelCounters", "TunnelMetrics", "start_metrics_server"]
 
-log = logging.getLogger("tlskit.tunnel")
-
-_HANDSHAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_DURATION_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
+HANDSHAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DURATION_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
 
 
-class _Expiry(Collector):
-    """``tlskit_tunnel_certificate_expiry_seconds``: computed at scrape time from each tunnel's notAfter."""
+class _Histogram:
+    """Bucket counts (not cumulative) and a sum: ``observe`` is one bisect and two additions."""
 
-    def __init__(self, now: Callable[[], dt.datetime]) -> None:
-        self.not_after: dict[str, dt.datetime] = {}
-        self._now = now
+    __slots__ = ("bounds", "counts", "sum")
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out, total = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+        return out
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+class TunnelCounters:
+    """One tunnel's counts, as plain numbers (see the module's docstring)."""
+
+    __slots__ = ("bytes_to_client", "bytes_to_target", "connection_seconds", "failures", "handshake_seconds",
+                 "not_after", "open", "target_failures", "total")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.total = 0
+        self.target_failures = 0
+        self.bytes_to_target = 0
+        self.bytes_to_client = 0
+        self.failures: dict[str, int] = {}
+        self.handshake_seconds = _Histogram(HANDSHAKE_BUCKETS)
+        self.connection_seconds = _Histogram(DURATION_BUCKETS)
+        self.not_after: dt.datetime | None = None
+
+    def opened(self, handshake_seconds: float) -> None:
+        self.total += 1
+        self.open += 1
+        self.handshake_seconds.observe(handshake_seconds)
+
+    def handshake_failed(self, code: str) -> None:
+        self.failures[code] = self.failures.get(code, 0) + 1
+
+    def connection_done(self, to_target: int, to_client: int, seconds: float) -> None:
+        self.open -= 1
+        self.bytes_to_target += to_target
+        self.bytes_to_client += to_client
+        self.connection_seconds.observe(seconds)
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: TunnelMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        tunnels = sorted(self._metrics.tunnels.items())
+        opened = GaugeMetricFamily(
+            "tlskit_tunnel_connections_open", "Tunnelled connections open now.", labels=["tunnel"]
+        )
+        total = CounterMetricFamily(
+            "tlskit_tunnel_connections", "Connections accepted after their TLS handshake.", labels=["tunnel"]
+        )
+        failures = CounterMetricFamily(
+            "tlskit_tunnel_handshake_failures",
+            "Handshakes that failed or peers the policy refused, by tlskit problem code.",
+            labels=["tunnel", "code"],
+        )
+        target = CounterMetricFamily(
+            "tlskit_tunnel_target_failures", "Connections to the target that could not be made.", labels=["tunnel"]
+        )
+        relayed = CounterMetricFamily(
+            "tlskit_tunnel_bytes", "Payload bytes relayed, by direction.", labels=["tunnel", "direction"]
+        )
+        handshake = HistogramMetricFamily(
+            "tlskit_tunnel_handshake_seconds",
+            "From accepting (or connecting) to a finished, accepted TLS handshake.",
+            labels=["tunnel"],
+        )
+        duration = HistogramMetricFamily(
+            "tlskit_tunnel_connection_seconds", "How long tunnelled connections lasted.", labels=["tunnel"]
+        )
+        expiry = GaugeMetricFamily(
             "tlskit_tunnel_certificate_expiry_seconds",
             "Seconds until the tunnel's own certificate expires (negative once expired).",
             labels=["tunnel"],
         )
-        now = self._now()
-        for name, not_after in sorted(self.not_after.items()):
-            family.add_metric([name], (not_after - now).total_seconds())
-        yield family
-
-
-class TunnelCounters:
-    """One tunnel's children of the metrics, looked up once (``labels()`` costs a dict lookup and a lock)."""
-
-    __slots__ = ("_failures", "_name", "bytes_to_client", "bytes_to_target", "connection_seconds", "handshake_seconds",
-                 "open", "target_failures", "total")  # fmt: skip
-
-    def __init__(self, metrics: TunnelMetrics, name: str) -> None:
-        self.open = metrics.open.labels(tunnel=name)
-        self.total = metrics.total.labels(tunnel=name)
-        self.bytes_to_target = metrics.bytes.labels(tunnel=name, direction="to_target")
-        self.bytes_to_client = metrics.bytes.labels(tunnel=name, direction="to_client")
-        self.handshake_seconds = metrics.handshake.labels(tunnel=name)
-        self.connection_seconds = metrics.duration.labels(tunnel=name)
-        self.target_failures = metrics.target_failures.labels(tunnel=name)
-        self._failures = metrics.failures
-        self._name = name
-
-    def handshake_failed(self, code: str) -> None:
-        self._failures.labels(tunnel=self._name, code=code).inc()
-
-    def connection_done(self, to_target: int, to_client: int, seconds: float) -> None:
-        self.open.dec()
-        self.bytes_to_target.inc(to_target)
-        self.bytes_to_client.inc(to_client)
-        self.connection_seconds.observe(seconds)
+        now = self._metrics.now()
+        for name, c in tunnels:
+            opened.add_metric([name], c.open)
+            total.add_metric([name], c.total)
+            for code, count in sorted(c.failures.items()):
+                failures.add_metric([name, code], count)
+            target.add_metric([name], c.target_failures)
+            relayed.add_metric([name, "to_target"], c.bytes_to_target)
+            relayed.add_metric([name, "to_client"], c.bytes_to_client)
+            handshake.add_metric([name], c.handshake_seconds.cumulative(), c.handshake_seconds.sum)
+            duration.add_metric([name], c.connection_seconds.cumulative(), c.connection_seconds.sum)
+            if c.not_after is not None:
+                expiry.add_metric([name], (c.not_after - now).total_seconds())
+        yield from (opened, total, failures, target, relayed, handshake, duration, expiry)
 
 
 class TunnelMetrics:
     """The metrics of a group of tunnels, in a registry of their own."""
 
     def __init__(self, *, now: Callable[[], dt.datetime] | None = None) -> None:
+        self.tunnels: dict[str, TunnelCounters] = {}
+        self.now = now or (lambda: dt.datetime.now(dt.UTC))
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.open = Gauge("tlskit_tunnel_connections_open", "Tunnelled connections open now.", ["tunnel"], registry=r)
-        self.total = Counter(
-            "tlskit_tunnel_connections", "Connections accepted after their TLS handshake.", ["tunnel"], registry=r
-        )
-        self.failures = Counter(
-            "tlskit_tunnel_handshake_failures",
-            "Handshakes that failed or peers the policy refused, by tlskit problem code.",
-            ["tunnel", "code"],
-            registry=r,
-        )
-        self.target_failures = Counter(
-            "tlskit_tunnel_target_failures", "Connections to the target that could not be made.", ["tunnel"], registry=r
-        )
-        self.bytes = Counter(
-            "tlskit_tunnel_bytes", "Payload bytes relayed, by direction.", ["tunnel", "direction"], registry=r
-        )
-        self.handshake = Histogram(
-            "tlskit_tunnel_handshake_seconds",
-            "From accepting (or connecting) to a finished, accepted TLS handshake.",
-            ["tunnel"],
-            buckets=_HANDSHAKE_BUCKETS,
-            registry=r,
-        )
-        self.duration = Histogram(
-            "tlskit_tunnel_connection_seconds",
-            "How long tunnelled connections lasted.",
-            ["tunnel"],
-            buckets=_DURATION_BUCKETS,
-            registry=r,
-        )
-        self._expiry = _Expiry(now or (lambda: dt.datetime.now(dt.UTC)))
-        r.register(self._expiry)
+        self.registry.register(_Collector(self))
         self.healthy: Callable[[], bool] = lambda: True
 
     def counters(self, name: str) -> TunnelCounters:
-        return TunnelCounters(self, name)
+        return self.tunnels.setdefault(name, TunnelCounters())
 
     def set_expiry(self, name: str, not_after: dt.datetime | None) -> None:
-        if not_after is None:
-            self._expiry.not_after.pop(name, None)
-        else:
-            self._expiry.not_after[name] = not_after
+        self.counters(name).not_after = not_after
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import threading
 from typing import TYPE_CHECKING, cast
 
 from ...errors import TLSError
@@ -27,11 +28,24 @@ if TYPE_CHECKING:
 
 __all__ = ["Relay"]
 
+_SCRATCH_SIZE = 256 * 1024
+_local = threading.local()
 
-class Relay(asyncio.Protocol):
+
+def _scratch() -> memoryview:
+    """The calling thread's read buffer for plain sides (one per thread, shared by every relay in it)."""
+    buf: memoryview | None = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = memoryview(bytearray(_SCRATCH_SIZE))
+    return buf
+
+
+class Relay(asyncio.BufferedProtocol):
     """One relayed connection: the plain side's asyncio protocol and the TLS side's plaintext sink.
 
-    Use it as the plain side's protocol (``loop.create_connection(lambda: relay, ...)`` or a listener's
+    The plain side is read into a buffer shared by every relay of the thread (``asyncio.BufferedProtocol``):
+    what arrives is encrypted from there at once, so an idle relay holds no buffer and no copy is made for
+    the event loop.  Use it as the plain side's protocol (``loop.create_connection(lambda: relay, ...)`` or a listener's
     factory): the plain side is not read until :meth:`start` joins it to the TLS connection.  ``header`` (a
     PROXY protocol header) is written to the plain side before anything else.  :attr:`done` resolves once both
     sides are closed; :attr:`tls_to_plain` and :attr:`plain_to_tls` count payload bytes, and :attr:`ended`
@@ -142,7 +156,7 @@ class Relay(asyncio.Protocol):
             if self._plain is not None:
                 self._plain.close()
 
-    # -- the plain side (asyncio.Protocol) -----------------------------------------------------------------
+    # -- the plain side (asyncio.BufferedProtocol) ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         plain = self._plain = cast(asyncio.Transport, transport)
@@ -151,12 +165,18 @@ class Relay(asyncio.Protocol):
         if self._tls is None:
             plain.pause_reading()  # nothing to send it to yet
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _scratch()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_scratch()[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         tls = self._tls
         if tls is None:  # a read that was under way when reading was paused
             if self._discard:
                 return
-            self._early += data
+            self._early += bytes(data)
             if self._plain is not None:
                 self._plain.pause_reading()
             return

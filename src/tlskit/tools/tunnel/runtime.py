@@ -198,9 +198,7 @@ class ServerTunnel(Tunnel):
         spec = self.spec
         counters = self.counters
         started = conn.opened_at
-        counters.total.inc()
-        counters.open.inc()
-        counters.handshake_seconds.observe(time.monotonic() - started)
+        counters.opened(time.monotonic() - started)
         record = ConnectionRecord.of(self.name, conn.remote_address, str(spec.target), conn)
         version = spec.proxy_protocol
         header = proxy_header(conn, version.version) if version is not None else b""
@@ -210,7 +208,7 @@ class ServerTunnel(Tunnel):
             try:
                 await _connect_plain(relay, spec.target, spec.connect_timeout)
             except OSError as exc:  # TimeoutError included
-                counters.target_failures.inc()
+                counters.target_failures += 1
                 record.ended = f"cannot connect to target {spec.target}: {_why(exc)}"
                 if relay.plain is not None:
                     relay.plain.abort()
@@ -307,7 +305,7 @@ class ClientTunnel(Tunnel):
             self._drop(relay, plain)
             return
         except OSError as exc:
-            self.counters.target_failures.inc()
+            self.counters.target_failures += 1
             log_event(
                 logging.WARNING,
                 f"[{self.name}] {_peer_text(peer)}: cannot connect to target {target}: {_why(exc)}",
@@ -316,9 +314,7 @@ class ClientTunnel(Tunnel):
             )  # fmt: skip
             self._drop(relay, plain)
             return
-        self.counters.total.inc()
-        self.counters.open.inc()
-        self.counters.handshake_seconds.observe(time.monotonic() - started)
+        self.counters.opened(time.monotonic() - started)
         record = ConnectionRecord.of(self.name, peer, str(target), conn)
         record.peer = _peer_text(peer)
         if plain is None or plain.is_closing():
