@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from peers import pytest_configure, pytest_runtest_setup
 from tlskit.pki.ca import CertificateAuthority, Issued
 from tlskit.pki.certs import Profile
 from tlskit.pki.keys import KeyType
+
+__all__ = ["pytest_configure", "pytest_runtest_setup"]  # peers.py's hooks for the requires() marker
 
 ROOT = Path(__file__).resolve().parent.parent
 TLSKIT = ROOT / ".venv" / "bin" / "tlskit"

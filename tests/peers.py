@@ -2,46 +2,103 @@
 
 Every peer listens on a port the OS picks (port 0) and is always stopped by its context manager.  The port
 is read from the peer's own output (``openssl s_server`` prints ``ACCEPT host:port``, our Node scripts print
-``PORT n``) or, for ``gnutls-serv``, which neither prints it nor binds loopback only, from the listening
-sockets of the private network namespace it runs in (:func:`in_private_network`).
+``PORT n``).  ``gnutls-serv``, which binds every interface, runs in a network namespace of its own behind a
+relay on a loopback port of the test's namespace (:func:`isolated`).
+
+A test that needs a peer program says so with ``@requires("openssl")`` (a marker) or :func:`tool` (at run
+time), and a missing data set or facility goes through :func:`missing`: the test skips on a developer's
+machine, and fails, naming what is missing and how to install it, where ``TLSKIT_REQUIRE_PEERS=1`` is set
+(``.ci/run`` sets it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import fcntl
+import functools
 import os
 import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn
 
 import pytest
 
 NODE = shutil.which("node")
 OPENSSL = shutil.which("openssl")
-GNUTLS_SERV = shutil.which("gnutls-serv")
 GNUTLS_CLI = shutil.which("gnutls-cli")
 CURL = shutil.which("curl")
-HAPROXY = shutil.which("haproxy") or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy") or None
-STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
+HAPROXY = shutil.which("haproxy")
 
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed (.ci/run installs it)")
-T = TypeVar("T")
+RELAY = Path(__file__).with_name("netns_relay.py")
 
-needs_gnutls = pytest.mark.skipif(GNUTLS_SERV is None, reason="gnutls-bin is not installed (.ci/run installs it)")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed (.ci/run installs it)")
-needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed (.ci/run installs it)")
-needs_haproxy = pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (.ci/run installs it)")
+# The Debian package of each peer program (.ci/run installs them).
+PACKAGES = {
+    "openssl": "openssl",
+    "gnutls-cli": "gnutls-bin",
+    "gnutls-serv": "gnutls-bin",
+    "certtool": "gnutls-bin",
+    "node": "nodejs",
+    "curl": "curl",
+    "haproxy": "haproxy",
+    "stunnel4": "stunnel4",
+    "unshare": "util-linux",
+}
+
+
+# --- peers that must be there ----------------------------------------------------------------------------------
+
+
+def peers_required() -> bool:
+    """Whether a missing peer fails the test (``TLSKIT_REQUIRE_PEERS`` set and not ``0``) instead of skipping it."""
+    return os.environ.get("TLSKIT_REQUIRE_PEERS", "") not in ("", "0")
+
+
+def missing(what: str, how: str) -> NoReturn:
+    """A peer or data set the test needs is missing: skip the test, or fail it under TLSKIT_REQUIRE_PEERS=1.
+
+    ``what`` names what is missing, ``how`` says how to get it.
+    """
+    if peers_required():
+        pytest.fail(f"{what}: {how} (TLSKIT_REQUIRE_PEERS is set, so a missing peer fails)", pytrace=False)
+    pytest.skip(f"{what}: {how} (with TLSKIT_REQUIRE_PEERS=1 this fails)")
+
+
+def tool(name: str) -> str:
+    """The path of the peer program ``name``; :func:`missing` if it is not on PATH."""
+    path = shutil.which(name)
+    if path is None:
+        package = PACKAGES.get(name)
+        how = f"install the package {package} (apt-get install {package}; .ci/run does)" if package else "install it"
+        missing(f"{name} is not installed (not found on PATH)", how)
+    return path
+
+
+def requires(*names: str) -> pytest.MarkDecorator:
+    """Mark a test (or ``pytest.param``, or a module's ``pytestmark``) as needing these peer programs."""
+    return pytest.mark.requires(*names)
+
+
+# The requires() marker's hooks; conftest.py imports them (a pytest run elsewhere can load them with ``-p peers``).
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requires(*names): the test runs these peer programs (see tests/peers.py)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture runs: every program a ``requires`` marker names must be there."""
+    for mark in item.iter_markers("requires"):
+        for name in mark.args:
+            tool(name)
 
 
 @dataclass
@@ -106,7 +163,13 @@ class Peer:
                 self.proc.wait(5)
 
 
-def start(argv: Sequence[str], *, cwd: str | Path | None = None, env: dict[str, str] | None = None) -> Peer:
+def start(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+) -> Peer:
     """Start ``argv`` in its own process group with stdin piped and stdout+stderr collected."""
     proc = subprocess.Popen(
         list(argv),
@@ -116,6 +179,7 @@ def start(argv: Sequence[str], *, cwd: str | Path | None = None, env: dict[str, 
         cwd=cwd,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        pass_fds=pass_fds,
     )
     peer = Peer(proc)
     threading.Thread(target=peer._pump, daemon=True).start()
@@ -145,77 +209,80 @@ def port_from_port_line(peer: Peer) -> int:
 
 def openssl_server(*args: str, **kwargs: object) -> contextlib.AbstractContextManager[Peer]:
     """``openssl s_server -accept 127.0.0.1:0 ARGS`` (add ``-cert``, ``-key``, ``-CAfile``, ``-Verify`` ...)."""
-    assert OPENSSL is not None
-    argv = [OPENSSL, "s_server", "-accept", "127.0.0.1:0", *args]
+    argv = [tool("openssl"), "s_server", "-accept", "127.0.0.1:0", *args]
     return running(argv, port_from=port_from_accept_line, **kwargs)
 
 
-def node_script(source: str, *args: str, **kwargs: object) -> contextlib.AbstractContextManager[Peer]:
-    """Run a Node program (``node -e``) that prints ``PORT n`` when listening; extra args in process.argv."""
-    assert NODE is not None
-    return running([NODE, "-e", source, "--", *args], port_from=port_from_port_line, **kwargs)
+# --- servers that listen on every interface ------------------------------------------------------------------
+# gnutls-serv has no option to listen on loopback only: it binds every interface.  Rather than expose it, it runs
+# in a user and network namespace of its own (unprivileged: ``unshare --user --map-root-user --net``) whose only
+# interface is loopback, behind tests/netns_relay.py.  The relay inherits a socket listening on 127.0.0.1 of the
+# test's namespace (a socket stays in the namespace it was made in) and forwards each connection to the server.
 
 
-def run_node(source: str, *args: str, timeout: float = 30.0, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """Run a Node program to completion (a client), returning its output."""
-    assert NODE is not None
-    return subprocess.run(
-        [NODE, "-e", source, "--", *args], capture_output=True, text=True, timeout=timeout, check=False, **kwargs
-    )  # type: ignore[call-overload]
+# Preferred: an unprivileged user + network namespace (no capability needed).  Where user namespaces are blocked
+# (some container seccomp profiles) but this process holds CAP_SYS_ADMIN, a plain network namespace does the same.
+_NAMESPACE_OPTIONS = (("--user", "--map-root-user", "--net"), ("--net",))
 
 
-# gnutls-serv has no option to listen on loopback only: it binds every interface.  Rather than expose it, each
-# gnutls-serv test runs in a thread moved into a private network namespace that holds only loopback (threads
-# have their own namespaces, and processes started from the thread inherit it).  Without the privilege for
-# that (CAP_SYS_ADMIN), the tests skip instead of listening on the machine's real addresses.
-
-_CLONE_NEWNET = 0x40000000
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
-
-
-def _enter_private_network() -> bool:
-    """Move the calling thread into a new network namespace whose only interface, loopback, is up."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(_CLONE_NEWNET) != 0:
-        return False
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", _IFF_UP_LOOPBACK_RUNNING, b""))
-    return True
-
-
-def in_private_network(body: Callable[[], T]) -> T:
-    """Run ``body`` in a thread with a private network namespace; skip the test where that is not allowed."""
-    results: list[T] = []
-    errors: list[BaseException] = []
-    isolated = threading.Event()
-
-    def target() -> None:
+@functools.cache
+def _namespace_options(unshare: str) -> tuple[tuple[str, ...] | None, str]:
+    """The ``unshare`` options that make a private network namespace here, or None and why none can be made."""
+    why = ""
+    for options in _NAMESPACE_OPTIONS:
         try:
-            if _enter_private_network():
-                isolated.set()
-                results.append(body())
-        except BaseException as exc:
-            errors.append(exc)
+            done = subprocess.run(
+                [unshare, *options, "--", sys.executable, "-c", ""],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            why = str(exc)
+            continue
+        if done.returncode == 0:
+            return options, ""
+        why = done.stderr.strip() or f"exit status {done.returncode}"
+    return None, why
 
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    if not isolated.is_set():
-        pytest.skip("gnutls-serv listens on all interfaces and no private network namespace is allowed here")
-    return results[0]
+
+def require_network_namespaces() -> tuple[str, ...]:
+    """``unshare`` and the options that made a private network namespace here; :func:`missing` otherwise."""
+    unshare = tool("unshare")
+    options, why = _namespace_options(unshare)
+    if options is None:
+        missing(
+            f"no private network namespace can be made here ({why})",
+            "allow unprivileged user namespaces (sysctl user.max_user_namespaces=10000 "
+            "kernel.unprivileged_userns_clone=1 kernel.apparmor_restrict_unprivileged_userns=0; in a container, a "
+            "seccomp profile that allows unshare), or run the tests with CAP_SYS_ADMIN",
+        )
+    return (unshare, *(options or ()))
 
 
-def ipv4_listen_port(pid: int, timeout: float = 10.0) -> int:
-    """The IPv4 port a process listens on, from its own view of the network (its namespace)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/tcp") as fh:
-            for row in list(fh)[1:]:
-                cols = row.split()
-                if cols[3] == "0A":  # TCP_LISTEN
-                    return int(cols[1].rsplit(":", 1)[1], 16)
-        time.sleep(0.05)
-    raise AssertionError("gnutls-serv never listened")
+@contextlib.contextmanager
+def isolated(argv: Sequence[str], *, ready_timeout: float = 30.0) -> Iterator[Peer]:
+    """Run a server that listens on every interface in a private network namespace; yield it as a :class:`Peer`
+    whose ``port`` on 127.0.0.1 reaches it.  Every ``{port}`` in ``argv`` becomes the port it must listen on.
+
+    ``lines``/``wait_for`` hold the server's output (and the relay's, lines starting ``relay:``).  The relay and
+    the server are stopped on the way out, whatever happened.
+    """
+    unshare = require_network_namespaces()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        fd = listener.fileno()
+        relay = [*unshare, "--", sys.executable, str(RELAY), str(fd), "--"]
+        peer = start([*relay, *argv], pass_fds=(fd,))
+        peer.port = listener.getsockname()[1]
+    # Only the relay holds the listening socket now: if it dies, connections are refused instead of left waiting.
+    try:
+        peer.wait_for(r"^relay: ready$", timeout=ready_timeout)
+        yield peer
+    finally:
+        peer.stop()
+
+
+def gnutls_server(*args: str | Path) -> contextlib.AbstractContextManager[Peer]:
+    """``gnutls-serv ARGS`` in a private network namespace (see :func:`isolated`); connect to 127.0.0.1:port."""
+    return isolated([tool("gnutls-serv"), "--port", "{port}", *map(str, args)])

@@ -25,14 +25,12 @@ from typing import Any
 import pytest
 
 from conftest import TLSKIT
-from peers import NODE, OPENSSL, Peer, needs_node, openssl_server, port_from_port_line, running, start
+from peers import NODE, OPENSSL, Peer, openssl_server, port_from_port_line, requires, running, start
 from tlskit.pki.inspect import spki_pin
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 TIMEOUT = 20.0
 LISTENING = r"^serve: listening on 127\.0\.0\.1:(\d+)$"
-
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
 
 
 def port_from_serve(peer: Peer) -> int:
@@ -89,7 +87,7 @@ def s_client_session(port: int, pki: Any, version: str, sess: Path, *, reuse: bo
     return peer.output
 
 
-@needs_openssl
+@requires("openssl")
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
 def test_openssl_resumes_session_with_tlskit_serve(pki: Any, tmp_path: Path, version: str) -> None:
     sess = tmp_path / "session.pem"
@@ -106,7 +104,7 @@ def test_openssl_resumes_session_with_tlskit_serve(pki: Any, tmp_path: Path, ver
 # --- JSON messages terminated by U+FFFD, with Node on the other side ---------------------------------------
 
 
-@needs_node
+@requires("node")
 def test_node_client_sends_fffd_json_to_tlskit_serve(pki: Any) -> None:
     args = server_args(pki, "--ca", pki.root_pem, "--echo", "--frames", "delim:efbfbd", "--json")
     with serve(*args) as server:
@@ -128,7 +126,7 @@ def test_node_client_sends_fffd_json_to_tlskit_serve(pki: Any) -> None:
     assert "connected: authorized (CN=client), TLSv1.3" in server.output
 
 
-@needs_node
+@requires("node")
 def test_tlskit_connect_reads_fffd_json_from_node_server(pki: Any) -> None:
     cfg = {"key": str(pki.server_key), "cert": str(pki.server_pem), "ca": str(pki.root_pem), "mode": "push"}
     cfg |= {"requestCert": True, "rejectUnauthorized": True, "count": 50, "intervalMs": 5, "lingerMs": 300}
@@ -173,7 +171,7 @@ def test_connect_summary_alpn_sni_and_echo(pki: Any, make_cert: Any) -> None:
     )
 
 
-@needs_openssl
+@requires("openssl")
 @pytest.mark.parametrize(
     ("case", "codes"),
     [
@@ -211,7 +209,7 @@ def test_connect_refused_port_exits_1(pki: Any) -> None:
     assert result.stderr.startswith(f"tlskit: error: cannot connect to 127.0.0.1:{port}")
 
 
-@needs_openssl
+@requires("openssl")
 def test_connect_insecure_still_reports_verification(pki: Any) -> None:
     with openssl_server("-cert", str(pki.other_server_pem), "-key", str(pki.other_server_key), "-rev") as peer:
         result = tlskit("connect", f"127.0.0.1:{peer.port}", "--ca", pki.root_pem, "--insecure", stdin=b"abc\n")
@@ -261,7 +259,7 @@ def test_serve_prints_received_data_and_logs_connections(pki: Any) -> None:
     assert re.search(r"TLSv1\.3, TLS_\w+, sni=localhost, alpn=-, resumed=no$", line)
 
 
-@needs_openssl
+@requires("openssl")
 def test_serve_logs_failed_handshake_with_reason_and_fix(pki: Any) -> None:
     with serve(*server_args(pki, "--ca", pki.root_pem)) as server:
         argv = ["s_client", "-connect", f"127.0.0.1:{server.port}", "-cert", pki.other_client_pem]
@@ -320,18 +318,23 @@ def test_serve_workers_share_the_port_and_stop_on_sigterm(pki: Any) -> None:
     assert server.output.count("connected: ") == 3
 
 
+def ipv6_loopback() -> bool:
+    """Whether this machine has an IPv6 loopback address to bind (kernels and containers may have none)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:  # EADDRNOTAVAIL: no ::1 configured; EAFNOSUPPORT: no IPv6 at all
+        return False
+    return True
+
+
 def test_serve_and_connect_over_ipv6_loopback(pki: Any) -> None:
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6")
+    if not ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback: ::1 cannot be bound")
     argv = [str(TLSKIT), "serve", "[::1]:0", *map(str, server_args(pki, "--echo"))]
     port_from = lambda peer: int(peer.wait_for(r"^serve: listening on \[::1\]:(\d+)$").group(1))  # noqa: E731
-    try:
-        with running(argv, port_from=port_from) as server:
-            result = tlskit("connect", f"[::1]:{server.port}", "--ca", pki.root_pem, stdin=b"six\n")
-    except AssertionError as exc:
-        if "Cannot assign requested address" in str(exc) or "Address family" in str(exc):
-            pytest.skip("IPv6 loopback is not configured here")
-        raise
+    with running(argv, port_from=port_from) as server:
+        result = tlskit("connect", f"[::1]:{server.port}", "--ca", pki.root_pem, stdin=b"six\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "six\n"
     assert "server name ::1" in result.stderr

@@ -29,6 +29,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from peers import requires, tool
 from tlskit.errors import PassphraseError
 from tlskit.pki.ca import CertificateAuthority
 from tlskit.pki.files import load_certificates, load_crl, load_csr
@@ -36,8 +37,6 @@ from tlskit.pki.files import load_certificates, load_crl, load_csr
 ROOT_DIR = Path(__file__).resolve().parent.parent
 TLSKIT = ROOT_DIR / ".venv" / "bin" / "tlskit"
 TLSKIT_ARGV = [str(TLSKIT)] if TLSKIT.exists() else [sys.executable, "-m", "tlskit"]
-NODE = shutil.which("node")
-CERTTOOL = shutil.which("certtool")
 LEVELS = 4
 
 
@@ -114,7 +113,9 @@ def test_hierarchy_files(hierarchy: Hierarchy) -> None:
 
 def run(*argv: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a peer tool (openssl, certtool, node); never raises, the caller asserts on the result."""
-    return subprocess.run([*map(str, argv)], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [tool(str(argv[0])), *map(str, argv[1:])], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def openssl_verify(h: Hierarchy, *args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -136,7 +137,7 @@ def test_openssl_verify_rejects_wrong_purpose(hierarchy: Hierarchy) -> None:
     assert "unsuitable certificate purpose" in result.stdout + result.stderr
 
 
-@pytest.mark.skipif(CERTTOOL is None, reason="gnutls-bin is not installed (.ci/run installs it)")
+@requires("certtool")
 @pytest.mark.parametrize(
     ("leaf", "extra"),
     [
@@ -210,7 +211,7 @@ setTimeout(() => { console.log(JSON.stringify({timeout: true, result})); process
 """
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
+@requires("node")
 def test_node_mutual_tls(hierarchy: Hierarchy) -> None:
     files = [hierarchy.root, hierarchy.server, hierarchy.server_key, hierarchy.client, hierarchy.client_key]
     result = run("node", "-e", NODE_MTLS, *files)

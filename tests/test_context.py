@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
-import shutil
 import socket
 import ssl
 import stat
@@ -25,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from conftest import PKI, MakeCert
+from peers import OPENSSL, requires
 from tlskit.errors import InputError, KeyMismatchError, PassphraseError
 from tlskit.net.context import ClientAuth, CrlCheck, KeyLogWarning, client_context, server_context, tls_version_from_str
 from tlskit.pki.ca import CertificateAuthority
@@ -32,9 +32,6 @@ from tlskit.pki.certs import CertSpec, Profile, build_certificate
 from tlskit.pki.files import load_certificate, load_certificates
 from tlskit.pki.keys import generate_key, load_private_key, save_private_key
 from tlskit.pki.names import parse_subject
-
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
 
 
 @dataclass
@@ -570,7 +567,7 @@ def s_client(port: int, *args: str, ca: Path) -> subprocess.CompletedProcess[str
     )
 
 
-@needs_openssl
+@requires("openssl")
 def test_openssl_sees_intermediate_profile(pki: PKI) -> None:
     ecdsa = server_context(cert=pki.server_pem, key=pki.server_key)
     rsa = server_context(cert=pki.rsa_server_pem, key=pki.rsa_server_key)
@@ -596,7 +593,7 @@ def test_openssl_sees_intermediate_profile(pki: PKI) -> None:
             assert "Cipher is (NONE)" in refused.stdout or "alert" in refused.stderr, (args, refused.stderr)
 
 
-@needs_openssl
+@requires("openssl")
 @pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
 def test_openssl_groups_restricted(pki: PKI, version: str) -> None:
     # An RSA certificate: in TLS 1.2 an ECDSA P-256 one would also need P-256 among the client's groups.
@@ -610,7 +607,7 @@ def test_openssl_groups_restricted(pki: PKI, version: str) -> None:
             assert refused.returncode != 0, (group, refused.stdout)
 
 
-@needs_openssl
+@requires("openssl")
 def test_openssl_client_certificate_and_alpn(pki: PKI) -> None:
     ctx = server_context(
         cert=pki.server_pem, key=pki.server_key, ca=pki.root_pem, client_auth="required", alpn=["h2", "x-tlskit"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import shutil
 import subprocess
 import threading
 import urllib.request
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import PKI
+from peers import requires
 from tlskit import ClientAuth, client_context, server_context
 
 
@@ -60,7 +60,7 @@ def test_urllib_without_client_certificate_is_refused(pki: PKI, https_server: in
         urllib.request.urlopen(f"https://localhost:{https_server}/", context=ctx, timeout=10).read()
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed (.ci/run installs it)")
+@requires("curl")
 def test_curl_mutual_tls_against_tlskit_server_context(pki: PKI, https_server: int) -> None:
     url = f"https://localhost:{https_server}/"
     ok = subprocess.run(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from peers import tool
 from tlskit.cli.inspect_render import render_text
 from tlskit.pki.ca import CertificateAuthority
 from tlskit.pki.certs import build_csr
@@ -23,7 +24,7 @@ NOW = dt.datetime.now(dt.UTC)
 
 
 def openssl(*args: str | Path, stdin: bytes | None = None) -> bytes:
-    done = subprocess.run(["openssl", *map(str, args)], input=stdin, capture_output=True, check=True, timeout=60)
+    done = subprocess.run([tool("openssl"), *map(str, args)], input=stdin, capture_output=True, check=True, timeout=60)
     return done.stdout
 
 

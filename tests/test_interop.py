@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from cryptography.x509.oid import NameOID
@@ -27,17 +27,13 @@ from cryptography.x509.oid import NameOID
 from conftest import TLSKIT
 from peers import (
     GNUTLS_CLI,
-    GNUTLS_SERV,
     NODE,
     OPENSSL,
-    in_private_network,
-    ipv4_listen_port,
-    needs_gnutls,
-    needs_node,
+    gnutls_server,
     openssl_server,
     port_from_port_line,
+    requires,
     running,
-    start,
 )
 from tlskit.errors import TLSError
 from tlskit.net.client import connect
@@ -45,12 +41,9 @@ from tlskit.net.connection import TLSConnection
 from tlskit.net.context import ClientAuth, client_context, server_context
 from tlskit.net.server import Server, start_server
 
-T = TypeVar("T")
 NODE_DIR = Path(__file__).resolve().parent / "node"
 VERSIONS = ["1.2", "1.3"]
 TIMEOUT = 15.0
-
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
 
 
 # --- tlskit's server in a background thread -------------------------------------------------------------
@@ -255,9 +248,9 @@ def _run(argv: list[Any], data: bytes) -> str:
 
 
 CLIENTS = {
-    "openssl": pytest.param(openssl_client, marks=needs_openssl, id="openssl"),
-    "gnutls": pytest.param(gnutls_client, marks=needs_gnutls, id="gnutls"),
-    "node": pytest.param(node_client, marks=needs_node, id="node"),
+    "openssl": pytest.param(openssl_client, marks=requires("openssl"), id="openssl"),
+    "gnutls": pytest.param(gnutls_client, marks=requires("gnutls-cli"), id="gnutls"),
+    "node": pytest.param(node_client, marks=requires("node"), id="node"),
 }
 _TLS_NAME = {"1.2": ("TLSv1.2", "TLS1.2"), "1.3": ("TLSv1.3", "TLS1.3")}
 
@@ -294,7 +287,7 @@ def test_alpn_and_sni_selection_seen_on_both_sides(server: LibServer, pki: Any, 
     assert (got.sni, got.alpn) == ("api.test", "http/1.1")
 
 
-@needs_openssl
+@requires("openssl")
 def test_client_from_another_ca_is_refused_with_reason(server: LibServer, pki: Any) -> None:
     argv = [OPENSSL, "s_client", "-connect", f"127.0.0.1:{server.port}", "-CAfile", pki.root_pem, "-ign_eof"]
     argv += ["-cert", pki.other_client_pem, "-key", pki.other_client_key, "-tls1_2"]
@@ -340,7 +333,7 @@ def exchange(host: str, port: int, ctx: Any, **kwargs: Any) -> Any:
     return asyncio.run(_exchange(host, port, ctx, **kwargs))
 
 
-@needs_openssl
+@requires("openssl")
 @pytest.mark.parametrize("with_cert", [True, False], ids=["client-cert", "no-client-cert"])
 @pytest.mark.parametrize("version", VERSIONS)
 def test_tlskit_client_against_openssl_server(pki: Any, version: str, with_cert: bool) -> None:
@@ -359,7 +352,7 @@ def test_tlskit_client_against_openssl_server(pki: Any, version: str, with_cert:
     assert (got.protocol, got.alpn) == (f"TLSv{version}", "h2")
 
 
-@needs_gnutls
+@requires("gnutls-serv")
 @pytest.mark.parametrize("with_cert", [True, False], ids=["client-cert", "no-client-cert"])
 @pytest.mark.parametrize("version", VERSIONS)
 def test_tlskit_client_against_gnutls_server(pki: Any, version: str, with_cert: bool) -> None:
@@ -367,45 +360,24 @@ def test_tlskit_client_against_gnutls_server(pki: Any, version: str, with_cert: 
     args += ["--priority", f"NORMAL:-VERS-ALL:+VERS-TLS{version}"]
     if with_cert:
         args += ["--x509cafile", pki.root_pem, "--require-client-cert", "--verify-client-cert"]
-
-    def body() -> Any:
-        peer = start([str(GNUTLS_SERV), "--port", "0", *map(str, args)])
-        try:
-            port = ipv4_listen_port(peer.proc.pid)
-            return exchange("127.0.0.1", port, client_ctx(pki, version=version, cert=with_cert))
-        finally:
-            peer.stop()
-
-    got, reply, _ = in_private_network(body)
+    with gnutls_server(*args) as peer:
+        got, reply, _ = exchange("127.0.0.1", peer.port, client_ctx(pki, version=version, cert=with_cert))
     assert reply == b"hello from tlskit\n"
     assert got.authorized and got.peer_cn == "localhost"
     assert (got.protocol, got.alpn) == (f"TLSv{version}", "h2")
 
 
-@needs_gnutls
+@requires("gnutls-serv")
 def test_tlskit_connect_cli_against_gnutls_server(pki: Any) -> None:
     args = ["--echo", "--x509certfile", pki.server_pem, "--x509keyfile", pki.server_key, "--alpn", "h2"]
     args += ["--x509cafile", pki.root_pem, "--require-client-cert", "--verify-client-cert"]
-
-    def body() -> subprocess.CompletedProcess[str]:
-        peer = start([str(GNUTLS_SERV), "--port", "0", *map(str, args)])
-        try:
-            port = ipv4_listen_port(peer.proc.pid)
-            argv = [TLSKIT, "connect", f"127.0.0.1:{port}", "--ca", pki.root_pem, "--servername", "localhost"]
-            argv += ["--cert", pki.client_pem, "--key", pki.client_key, "--alpn", "h2"]
-            return subprocess.run(
-                [str(a) for a in argv],
-                input="over gnutls\n",
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT,
-                check=False,
-            )
-        finally:
-            peer.stop()
-
-    result = in_private_network(body)
-    assert result.returncode == 0, result.stderr
+    with gnutls_server(*args) as peer:
+        argv = [TLSKIT, "connect", f"127.0.0.1:{peer.port}", "--ca", pki.root_pem, "--servername", "localhost"]
+        argv += ["--cert", pki.client_pem, "--key", pki.client_key, "--alpn", "h2"]
+        result = subprocess.run(
+            [str(a) for a in argv], input="over gnutls\n", capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+    assert result.returncode == 0, result.stderr + peer.output
     assert result.stdout == "over gnutls\n"
     assert "ALPN h2" in result.stderr and "verification: OK" in result.stderr
 
@@ -416,7 +388,7 @@ def node_server(pki: Any, **cfg: Any) -> Any:
     return running([NODE, str(NODE_DIR / "server.js"), json.dumps(base | cfg)], port_from=port_from_port_line)
 
 
-@needs_node
+@requires("node")
 @pytest.mark.parametrize("version", VERSIONS)
 def test_tlskit_client_against_node_server_requiring_certificates(pki: Any, version: str) -> None:
     tls = f"TLSv{version}"
@@ -429,7 +401,7 @@ def test_tlskit_client_against_node_server_requiring_certificates(pki: Any, vers
     assert (node_saw["protocol"], node_saw["alpn"]) == (tls, "h2")
 
 
-@needs_node
+@requires("node")
 @pytest.mark.parametrize("version", VERSIONS)
 def test_node_server_refuses_tlskit_client_without_certificate(pki: Any, version: str) -> None:
     tls = f"TLSv{version}"
@@ -441,7 +413,7 @@ def test_node_server_refuses_tlskit_client_without_certificate(pki: Any, version
     assert info.value.fix
 
 
-@needs_node
+@requires("node")
 def test_tlskit_client_without_verification_reports_why(pki: Any) -> None:
     # Node serves a certificate from another CA; verify=False still says why it would not verify (Node's
     # authorizationError on a client with rejectUnauthorized: false).
@@ -458,7 +430,7 @@ def test_tlskit_client_without_verification_reports_why(pki: Any) -> None:
 # --- SNI and ALPN observed on both sides (tlskit as the client) ----------------------------------------------
 
 
-@needs_openssl
+@requires("openssl")
 def test_sni_from_tlskit_client_seen_by_openssl(pki: Any, make_cert: Any) -> None:
     # (s_server sets ALPN up on its first certificate only, so ALPN is checked in the matrix above instead.)
     api_pem, api_key = make_cert(("api.test",), name="api")
@@ -474,7 +446,7 @@ def test_sni_from_tlskit_client_seen_by_openssl(pki: Any, make_cert: Any) -> Non
     assert got.sni == "api.test"
 
 
-@needs_node
+@requires("node")
 def test_sni_and_alpn_from_tlskit_client_seen_by_node(pki: Any, make_cert: Any) -> None:
     api_pem, api_key = make_cert(("api.test",), name="api")
     sni = {"api.test": {"key": str(api_key), "cert": str(api_pem)}}

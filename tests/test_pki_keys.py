@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from conftest import PKI
+from peers import tool
 from tlskit.errors import ExistingFileError, InputError, PassphraseError
 from tlskit.pki.keys import (
     KeyEncoding,
@@ -81,7 +82,7 @@ OPENSSL_KEYS: dict[str, tuple[list[str], type, bool]] = {
 
 def openssl(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["openssl", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+        [tool("openssl"), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PKI
+from peers import tool
 from tlskit.errors import InputError, KeyMismatchError, PassphraseError
 from tlskit.pki.certs import key_matches
 from tlskit.pki.files import load_certificates
@@ -18,7 +19,7 @@ PASS = b"p12-pass"
 
 
 def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run([tool("openssl"), *map(str, args)], capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import PKI, TLSKIT
-from peers import OPENSSL, openssl_server
+from peers import OPENSSL, openssl_server, requires
 from tlskit.errors import TLSError
 from tlskit.pki.ca import CertificateAuthority
 from tlskit.pki.certs import Profile, self_signed
@@ -34,7 +34,7 @@ from tlskit.pki.keys import generate_key, key_to_pem, load_private_key
 from tlskit.tools.probe import VersionSupport, probe
 from tlskit.tools.scan import ProtocolVersion, parse_server_flight, probe_context
 
-pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+pytestmark = requires("openssl")
 
 NAMES = ("localhost", "127.0.0.1")
 NOW = dt.datetime.now(dt.UTC)

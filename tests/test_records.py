@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import PKI
-from peers import OPENSSL
+from peers import OPENSSL, requires
 from tlskit.tools._iana import cipher_suite_name, group_name, version_name
 from tlskit.tools.records import (
     MAX_RECORD_LENGTH,
@@ -212,7 +212,7 @@ def test_hello_retry_request_then_second_client_hello_in_clear(transcripts: dict
     assert not of(events, Malformed)
 
 
-@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+@requires("openssl")
 def test_tls12_finite_field_dhe_reports_the_prime_size(pki: PKI, tmp_path: Path) -> None:
     assert OPENSSL is not None
     params = tmp_path / "ffdhe2048.pem"
@@ -463,7 +463,7 @@ def real_client_hellos(transcripts: dict[str, Transcript]) -> dict[str, bytes]:
     return hellos
 
 
-@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+@requires("openssl")
 def test_openssl_client_hellos_decode(real_client_hellos: dict[str, bytes]) -> None:
     (ch,) = of(parse([(C2S, real_client_hellos["openssl-h2"])]), ClientHello)
     assert isinstance(ch, ClientHello) and ch.server_name == "example.test" and ch.alpn == ("h2", "http/1.1")
@@ -490,7 +490,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(buf)
 
 
-@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+@requires("openssl")
 def test_mutated_real_client_hellos_never_raise(real_client_hellos: dict[str, bytes]) -> None:
     rng = random.Random(4)  # fixed seed: reproducible, yet 4000 distinct mutants
     outcomes = {"decoded": 0, "malformed": 0, "other": 0}

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import pytest
 
 from conftest import PKI, TLSKIT
-from peers import OPENSSL, openssl_server
+from peers import OPENSSL, openssl_server, requires
 from tlskit.cli.demo_tap import run_tap_scene
 from tlskit.errors import InputError
 from tlskit.tools.records import Direction
@@ -34,7 +34,6 @@ from tlskit.tools.tap_observer import READABLE
 
 LOCAL = "127.0.0.1"
 T = TypeVar("T")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
 
 
 def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
@@ -143,7 +142,7 @@ def python_server_context(pki: PKI, *, alpn: list[str]) -> ssl.SSLContext:
     return ctx
 
 
-@needs_openssl
+@requires("openssl")
 def test_tls13_shows_sni_and_alpn_from_the_client_hello_and_no_application_bytes(pki: PKI) -> None:
     assert OPENSSL is not None
     received = bytearray()
@@ -184,7 +183,7 @@ def test_tls13_shows_sni_and_alpn_from_the_client_hello_and_no_application_bytes
     assert verdict_of(seen) == "TLS 1.3: contents encrypted; visible: server name localhost, ALPN h2, sizes and timing"
 
 
-@needs_openssl
+@requires("openssl")
 def test_tls12_shows_the_certificate_chain_in_clear(pki: PKI) -> None:
     async def scenario(port: int) -> tuple[bytes, list[Observation]]:
         ctx = ssl.create_default_context(cafile=str(pki.root_pem))
@@ -216,7 +215,7 @@ def test_tls12_shows_the_certificate_chain_in_clear(pki: PKI) -> None:
     assert "certificate chain (CN=localhost; CN=tlskit Test Intermediate CA)" in text
 
 
-@needs_openssl
+@requires("openssl")
 def test_failed_handshake_shows_the_plaintext_alert_and_says_so(pki: PKI) -> None:
     async def scenario(port: int) -> list[Observation]:
         ctx = ssl.create_default_context(cafile=str(pki.root_pem))

@@ -6,7 +6,6 @@ import asyncio
 import collections
 import logging
 import os
-import shutil
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import PKI, MakeCert
+from peers import requires
 from tlskit.errors import TLSError, TLSVerificationError
 from tlskit.net.client import Jitter, ReconnectingClient, connect
 from tlskit.net.connection import TLSConnection
@@ -616,7 +616,7 @@ def test_handshake_timeout_on_client(pki: PKI) -> None:
     run(main())
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+@requires("openssl")
 def test_openssl_s_client_handshake(pki: PKI) -> None:
     seen = Seen()
 

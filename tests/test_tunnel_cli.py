@@ -32,7 +32,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import PKI, TLSKIT
-from peers import CURL, NODE, OPENSSL, Peer, needs_curl, needs_node, needs_openssl, openssl_server, running, start
+from peers import CURL, NODE, OPENSSL, Peer, openssl_server, port_from_port_line, requires, running, start
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 TIMEOUT = 30.0
@@ -131,7 +131,7 @@ def mtls_curl(pki: PKI, port: int, *extra: Any) -> subprocess.CompletedProcess[s
 # --- tunnel server with real clients -------------------------------------------------------------------------
 
 
-@needs_curl
+@requires("curl")
 def test_curl_mutual_tls_through_the_tunnel_to_plain_http(pki: PKI) -> None:
     with http_target() as web, tunnel_cli(*server_args(pki, web.server_address[1], "--ca", pki.root_pem)) as tunnel:
         refused = curl("--cacert", pki.root_pem, f"https://localhost:{tunnel.port}/")  # no client certificate
@@ -143,7 +143,7 @@ def test_curl_mutual_tls_through_the_tunnel_to_plain_http(pki: PKI) -> None:
     assert re.search(r"refused: client_cert_required|handshake failed: client_cert_required", tunnel.output)
 
 
-@needs_openssl
+@requires("openssl")
 def test_openssl_s_client_through_the_tunnel_to_a_plain_echo(pki: PKI) -> None:
     assert OPENSSL is not None
     with echo_target() as echo, tunnel_cli(*server_args(pki, echo.server_address[1], "--ca", pki.root_pem,
@@ -160,7 +160,7 @@ def test_openssl_s_client_through_the_tunnel_to_a_plain_echo(pki: PKI) -> None:
     assert echo.connections == 1
 
 
-@needs_curl
+@requires("curl")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_client_outside_the_allow_list_never_reaches_the_target(pki: PKI, workers: int) -> None:
     args = server_args(pki, 0, "--ca", pki.root_pem, "--allow-cn", "someone-else", "--workers", workers)
@@ -178,8 +178,7 @@ def test_a_client_outside_the_allow_list_never_reaches_the_target(pki: PKI, work
 # --- tunnel client from plain clients ------------------------------------------------------------------------
 
 
-@needs_openssl
-@needs_curl
+@requires("openssl", "curl")
 def test_plain_curl_through_a_client_tunnel_to_openssl_s_server_verify(pki: PKI) -> None:
     with openssl_server("-cert", str(pki.server_pem), "-cert_chain", str(pki.intermediates_pem), "-key",
                         str(pki.server_key), "-CAfile", str(pki.root_pem),
@@ -195,13 +194,11 @@ def test_plain_curl_through_a_client_tunnel_to_openssl_s_server_verify(pki: PKI)
     assert second.returncode == 0 and "Reused" in second.stdout  # s_server says the session was resumed
 
 
-@needs_node
+@requires("node")
 def test_plain_socket_through_a_client_tunnel_to_node_tls(pki: PKI) -> None:
     assert NODE is not None
     cfg = {"key": str(pki.server_key), "cert": str(pki.server_pem), "ca": str(pki.root_pem), "requestCert": True,
            "rejectUnauthorized": True, "mode": "echo"}  # fmt: skip
-    from peers import port_from_port_line
-
     with running([NODE, str(NODE_DIR / "server.js"), json.dumps(cfg)], port_from=port_from_port_line) as node:
         args = ["client", "--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{node.port}", "--ca", pki.root_pem,
                 "--cert", pki.client_pem, "--key", pki.client_key, "--servername", "localhost"]  # fmt: skip

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import PKI
-from peers import CURL, HAPROXY, needs_curl, needs_haproxy, running
+from peers import CURL, HAPROXY, requires, running
 from tlskit.tools.tunnel.proxy import (
     V2_SIGNATURE,
     ProxyHeader,
@@ -193,8 +193,7 @@ frontend fe
 ANSWER = "src=%[src]:%[src_port] dst=%[dst]:%[dst_port] authority=%[fc_pp_authority]"
 
 
-@needs_haproxy
-@needs_curl
+@requires("haproxy", "curl")
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_haproxy_reads_the_real_client_address(pki: PKI, tmp_path: Path, version: str) -> None:
     """curl (mutual TLS) -> tlskit tunnel server --proxy-protocol -> haproxy: haproxy sees curl's address."""

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from peers import tool
 from tlskit.pki.ca import CertificateAuthority
 from tlskit.pki.certs import Profile, self_signed
 from tlskit.pki.diagnose import Code, Purpose, diagnose_chain, explain_ssl_error
@@ -68,11 +69,11 @@ def sha1_leaf(pki, tmp_path: Path) -> Path:
         "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
         "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
     )
-    req = ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    req = [tool("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
     subprocess.run(
         [*req, "-subj", "/CN=localhost", "-keyout", key, "-out", csr], check=True, capture_output=True, timeout=60
     )
-    sign = ["openssl", "x509", "-req", "-in", csr, "-CA", pki.ca_pem, "-CAkey", pki.ca_dir / "ca-key.pem"]
+    sign = [tool("openssl"), "x509", "-req", "-in", csr, "-CA", pki.ca_pem, "-CAkey", pki.ca_dir / "ca-key.pem"]
     sign += ["-sha1", "-days", "30", "-set_serial", "0x51a1", "-extfile", ext, "-out", out]
     subprocess.run(sign, check=True, capture_output=True, timeout=60)
     out.write_bytes(out.read_bytes() + pki.ca_pem.read_bytes())
@@ -95,7 +96,7 @@ def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def openssl_ok(cert: Path, *, ca: Path, untrusted: Path | None = None, extra: Sequence[str] = ()) -> bool:
-    args = ["openssl", "verify", "-CAfile", str(ca), *extra]
+    args = [tool("openssl"), "verify", "-CAfile", str(ca), *extra]
     if untrusted is not None:
         args += ["-untrusted", str(untrusted)]
     return subprocess.run([*args, str(cert)], capture_output=True, text=True, timeout=60, check=False).returncode == 0
