@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness import openssl_number
 from results import HandshakeResult, Results, SplitResult, from_json
-from tunnel_report import tunnel_lines, tunnel_section
+from tunnel_report import tunnel_lines, tunnel_readme, tunnel_section
 
 KINDS = ("tlskit", "tlskit-asyncio", "stdlib", "node", "openssl")
 LABELS = {
@@ -682,7 +682,7 @@ def readme_block(r: Results) -> str:
         [[row.metric.strip(), row.values.get("tlskit", "-"), row.values.get("node", "-"), _ratio(row), row.target,
           _met(row)] for row in rows(r)],
     )  # fmt: skip
-    return "\n".join([README_BEGIN, intro, "", *table, README_END])
+    return "\n".join([README_BEGIN, intro, "", *table, *tunnel_readme(r), README_END])
 
 
 def replace_readme_block(readme: str, r: Results) -> str:

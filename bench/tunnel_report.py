@@ -129,3 +129,17 @@ def tunnel_section(r: Results) -> list[str]:
     if sentences:
         lines += [" ".join(sentences), ""]
     return lines
+
+
+def tunnel_readme(r: Results) -> list[str]:
+    """The README's tunnel rows (none when the run had no tunnel phase)."""
+    if not (r.tunnel_memory or r.tunnel_handshakes or r.tunnel_streams):
+        return []
+    body = []
+    for row in tunnel_rows(r):
+        values = [format(row.values[k], row.fmt) if k in row.values else "-" for k in KINDS]
+        ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
+        met = "n/a" if row.met is None else ("yes" if row.met else "**no**")
+        body.append([row.metric, *values, ratio, f"<= {row.limit:g}x", met])
+    header = ["`tlskit tunnel server` vs stunnel4", "tlskit", "stunnel4", "tlskit / stunnel4", "target", "met?"]
+    return ["", *_table(header, body)]
