@@ -63,6 +63,7 @@ from harness import (
     pinned,
     raise_nofile,
     wait_all,
+    wait_for_port,
     wait_until_quiet,
 )
 from idle_clients import open_one
@@ -217,15 +218,8 @@ class Bench:
         )  # fmt: skip
         self.note_command("server openssl", argv)
         proc = self.procs.spawn(OPENSSL, argv, stdin_stops=False)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                return proc, port
-            except OSError:
-                if time.monotonic() > deadline or proc.popen.poll() is not None:
-                    raise RuntimeError(f"openssl s_server did not start: {proc.stderr_tail()}") from None
-                time.sleep(0.05)
+        wait_for_port(proc, port, "openssl s_server")
+        return proc, port
 
     def gc(self, server: Proc) -> None:
         """Full collection in the server (Python ``gc.collect()``, V8 ``gc()``), then let it settle."""
@@ -311,19 +305,23 @@ class Bench:
     def phase_memory(self, key: str) -> None:
         server, port = self.start_server(key, SERVER_CPU)
         try:
-            self.warm_up(port)
-            self.gc(server)
-            before = memory(server.pid)
-            clients, opened, failed, secs = self.idle_clients(port, self.args.idle, IDLE_PROCS, 120)
-            time.sleep(1.0)  # let the servers finish anything they deferred
-            self.gc(server)
-            after = memory(server.pid)
-            self.close_clients(clients)
-            if opened == 0:
-                raise RuntimeError(f"no idle connection could be opened to {key}")
-            self.results.memory[key] = MemoryResult(key, opened, failed, secs, before, after)
+            self.results.memory[key] = self.idle_memory(key, server, port, self.args.idle, lambda: self.gc(server))
         finally:
             self.procs.stop(server)
+
+    def idle_memory(self, key: str, server: Proc, port: int, count: int, collect: Callable[[], None]) -> MemoryResult:
+        """Server memory before and after ``count`` idle connections, each reading after ``collect()`` (a GC)."""
+        self.warm_up(port)
+        collect()
+        before = memory(server.pid)
+        clients, opened, failed, secs = self.idle_clients(port, count, IDLE_PROCS, 120)
+        time.sleep(1.0)  # let the servers finish anything they deferred
+        collect()
+        after = memory(server.pid)
+        self.close_clients(clients)
+        if opened == 0:
+            raise RuntimeError(f"no idle connection could be opened to {key}")
+        return MemoryResult(key, opened, failed, secs, before, after)
 
     def s_time(self, port: int, cpus: str, seconds: int, processes: int) -> tuple[int, float, float]:
         """Run ``processes`` ``openssl s_time -new`` for ``seconds``; return (handshakes, wall s, client CPU s)."""

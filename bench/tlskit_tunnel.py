@@ -8,8 +8,9 @@ as one line on stderr, as ``tlskit tunnel server`` does (stunnel, at its default
 from __future__ import annotations
 
 import asyncio
-import gc
 import sys
+
+from tlskit_echo import control
 
 from tlskit.cli.common import to_flags
 from tlskit.cli.tunnel_cmds import FLAGS, _setup_logging
@@ -22,13 +23,7 @@ async def main(cert: str, key: str, target: int) -> None:
     group = TunnelGroup([spec])
     await group.start()
     print(f"READY {group.tunnels[0].address[1]}", flush=True)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := await reader.readline():
-        if line.strip() == b"gc":
-            gc.collect()
-        print("OK", flush=True)
+    await control(asyncio.Event())
     await group.close(deadline=1.0)
 
 

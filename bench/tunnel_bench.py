@@ -24,12 +24,12 @@ from harness import (
     Proc,
     children_cpu_seconds,
     cpu_times,
-    memory,
     parse_ready,
     pinned,
     wait_all,
+    wait_for_port,
 )
-from results import HandshakeResult, MemoryResult, StreamResult
+from results import HandshakeResult, StreamResult
 
 if TYPE_CHECKING:
     from run import Bench
@@ -93,15 +93,8 @@ class TunnelPhases:
         argv = pinned([binary, str(conf)], bench.server_cpu)
         bench.note_command("tunnel stunnel (config: accept, connect, cert, key; foreground)", argv)
         proc = bench.procs.spawn("stunnel", argv, stdin_stops=False)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                return proc, port
-            except OSError:
-                if time.monotonic() > deadline or proc.popen.poll() is not None:
-                    raise RuntimeError(f"stunnel did not start: {proc.stderr_tail()}") from None
-                time.sleep(0.05)
+        wait_for_port(proc, port, "stunnel")
+        return proc, port
 
     def _pair(self, kind: str) -> tuple[Proc, Proc, int]:
         target, target_port = self.start_target()
@@ -128,17 +121,9 @@ class TunnelPhases:
         target, tunnel, port = self._pair(kind)
         bench = self.bench
         try:
-            bench.warm_up(port)
-            self.gc(kind, tunnel)
-            before = memory(tunnel.pid)
-            clients, opened, failed, secs = bench.idle_clients(port, self.args.tunnel_idle, 2, 120)
-            time.sleep(1.0)
-            self.gc(kind, tunnel)
-            after = memory(tunnel.pid)
-            bench.close_clients(clients)
-            if opened == 0:
-                raise RuntimeError(f"no idle connection could be opened through {kind}")
-            bench.results.tunnel_memory[kind] = MemoryResult(kind, opened, failed, secs, before, after)
+            bench.results.tunnel_memory[kind] = bench.idle_memory(
+                kind, tunnel, port, self.args.tunnel_idle, lambda: self.gc(kind, tunnel)
+            )
         finally:
             self._stop(tunnel, target)
 

@@ -55,13 +55,15 @@ def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cells) + " |" for cells in body]
 
 
+def _cells(row: TunnelRow, target: str) -> list[str]:
+    values = [format(row.values[k], row.fmt) if k in row.values else "-" for k in KINDS]
+    ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
+    met = "n/a" if row.met is None else ("yes" if row.met else "**no**")
+    return [row.metric, *values, ratio, f"<= {row.limit:g}x{target}", met]
+
+
 def tunnel_summary(r: Results) -> list[str]:
-    body = []
-    for row in tunnel_rows(r):
-        values = [format(row.values[k], row.fmt) if k in row.values else "-" for k in KINDS]
-        ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
-        met = "n/a" if row.met is None else ("yes" if row.met else "**no**")
-        body.append([row.metric, *values, ratio, f"<= {row.limit:g}x stunnel4", met])
+    body = [_cells(row, " stunnel4") for row in tunnel_rows(r)]
     return _table(["Metric", *(LABELS[k] for k in KINDS), "ratio tlskit/stunnel4", "target", "met?"], body)
 
 
@@ -94,13 +96,12 @@ def tunnel_section(r: Results) -> list[str]:
     sentences = []
     met = [row for row in tunnel_rows(r) if row.met]
     missed = [row for row in tunnel_rows(r) if row.met is False]
-    if met:
-        sentences.append("Met in this run: " + "; ".join(f"{row.metric.split(' (')[0].lower()} "
-                                                         f"({row.ratio:.2f}x)" for row in met) + ".")  # fmt: skip
-    if missed:
-        sentences.append("Not met in this run: " + "; ".join(f"{row.metric.split(' (')[0].lower()} "
-                                                             f"({row.ratio:.2f}x, target <= {row.limit:g}x)"
-                                                             for row in missed) + ".")  # fmt: skip
+    for verdict, chosen in (("Met", met), ("Not met", missed)):
+        if chosen:
+            said = [
+                f"{row.metric.split(' (')[0].lower()} ({row.ratio:.2f}x, target <= {row.limit:g}x)" for row in chosen
+            ]
+            sentences.append(f"{verdict} in this run: {'; '.join(said)}.")
     hs = r.tunnel_handshakes
     if set(KINDS) <= hs.keys():
         tl, st = hs["tlskit"], hs["stunnel"]
@@ -135,11 +136,6 @@ def tunnel_readme(r: Results) -> list[str]:
     """The README's tunnel rows (none when the run had no tunnel phase)."""
     if not (r.tunnel_memory or r.tunnel_handshakes or r.tunnel_streams):
         return []
-    body = []
-    for row in tunnel_rows(r):
-        values = [format(row.values[k], row.fmt) if k in row.values else "-" for k in KINDS]
-        ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
-        met = "n/a" if row.met is None else ("yes" if row.met else "**no**")
-        body.append([row.metric, *values, ratio, f"<= {row.limit:g}x", met])
+    body = [_cells(row, "") for row in tunnel_rows(r)]
     header = ["`tlskit tunnel server` vs stunnel4", "tlskit", "stunnel4", "tlskit / stunnel4", "target", "met?"]
     return ["", *_table(header, body)]

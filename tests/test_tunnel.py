@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +24,15 @@ from tlskit import (
     ClientAuth,
     InputError,
     TLSConnection,
-    TLSError,
     client_context,
     connect,
     server_context,
     spki_pin,
     start_server,
 )
-from tlskit.net.server import loop_factory
 from tlskit.pki.certs import Profile
 from tlskit.tools.tunnel import TunnelSpec
-from tunnel_util import plain_exchange, port_of, target, tls_exchange, tunnels
-
-
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(asyncio.wait_for(coro, 90))
+from tunnel_util import plain_exchange, port_of, reload_under_load, run, target, tls_exchange, tunnels
 
 
 @pytest.fixture(scope="module")
@@ -293,58 +285,9 @@ def test_a_slow_target_does_not_grow_the_tunnels_memory(pki: PKI) -> None:
 
 def test_reload_under_load_fails_no_connection(pki: PKI, tmp_path: Path) -> None:
     """Certificate files replaced on disk (watched) and reload() calls while clients keep connecting."""
-    cert, key = tmp_path / "s.pem", tmp_path / "s-key.pem"
-    cert.write_bytes(pki.server_pem.read_bytes())
-    key.write_bytes(pki.server_key.read_bytes())
-    serials: set[int] = set()
-
-    async def main() -> None:
-        async with target("echo") as t:
-            spec = TunnelSpec(mode="server", listen="127.0.0.1:0", target=f"127.0.0.1:{t.port}", cert=cert, key=key)
-            async with tunnels(spec, watch_interval=0.05) as group:
-                port = port_of(group)
-                stop = asyncio.Event()
-                failures: list[str] = []
-                done = 0
-
-                async def load() -> None:
-                    nonlocal done
-                    ctx = client_context(ca=pki.root_pem)
-                    while not stop.is_set():
-                        try:
-                            conn = await connect("127.0.0.1", port, context=ctx, server_name="localhost")
-                            cert_ = conn.peer_certificate
-                            assert cert_ is not None
-                            serials.add(cert_.serial_number)
-                            await conn.write(b"x" * 1000)
-                            assert await conn.readexactly(1000) == b"x" * 1000
-                            await conn.close()
-                            done += 1
-                        except (OSError, TLSError, AssertionError, asyncio.IncompleteReadError) as exc:
-                            failures.append(repr(exc))
-
-                workers = [asyncio.create_task(load()) for _ in range(4)]
-                for i in range(6):
-                    await asyncio.sleep(0.15)
-                    if i % 2:
-                        group.reload()
-                    else:  # a renewal: new files written in place of the old (atomically, as tools do)
-                        issued = pki.ca.issue(["localhost"])
-                        issued.write(tmp_path / f"new{i}")
-                        os.replace(tmp_path / f"new{i}-key.pem", key)
-                        os.replace(tmp_path / f"new{i}.pem", cert)
-                await asyncio.sleep(0.3)
-                stop.set()
-                await asyncio.gather(*workers)
-                assert failures == [] and done > 20
-                assert len(serials) >= 3, "the new certificates were never served"
-                # A bad file keeps the old configuration.
-                key.write_text("not a key")
-                assert group.tunnels[0].reload() is False
-                _, error = await tls_exchange(port, client_context(ca=pki.root_pem))
-                assert error is None
-
-    run(main())
+    result = run(reload_under_load(pki, tmp_path, clients=4, reloads=6, interval=0.15, size=1000, watch_interval=0.05))
+    assert result.failures == [] and result.done > 20
+    assert len(result.serials) >= 3, "the new certificates were never served"
 
 
 def test_drain_lets_open_connections_finish_and_refuses_new_ones(pki: PKI) -> None:

@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -71,9 +71,12 @@ class _Counting(socketserver.ThreadingTCPServer):
     connections = 0
 
 
+S = TypeVar("S", bound=socketserver.BaseServer)
+
+
 @contextlib.contextmanager
-def echo_target() -> Iterator[_Counting]:
-    server = _Counting(("127.0.0.1", 0), _Echo)
+def serving(server: S) -> Iterator[S]:
+    """``server`` answering from a thread until the block ends."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -81,6 +84,10 @@ def echo_target() -> Iterator[_Counting]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def echo_target() -> contextlib.AbstractContextManager[_Counting]:
+    return serving(_Counting(("127.0.0.1", 0), _Echo))
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
@@ -101,16 +108,8 @@ class _CountingHTTP(http.server.ThreadingHTTPServer):
     connections = 0
 
 
-@contextlib.contextmanager
-def http_target() -> Iterator[_CountingHTTP]:
-    server = _CountingHTTP(("127.0.0.1", 0), _Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def http_target() -> contextlib.AbstractContextManager[_CountingHTTP]:
+    return serving(_CountingHTTP(("127.0.0.1", 0), _Hello))
 
 
 def server_args(pki: PKI, target_port: int, *extra: Any) -> list[Any]:
@@ -428,7 +427,7 @@ BAD_CONFIGS = {
                    r"\[tunnel\.a\] target 'nohost' is not HOST:PORT: write it like localhost:8443"),
     "bad number": ('[tunnel.a]\nmode = "client"\nlisten = "0"\ntarget = "h:1"\nmax-connections = "ten"\n',
                    r"\[tunnel\.a\] max-connections must be a whole number of at least 1, not 'ten'"),
-    "bad mode": ('[tunnel.a]\nmode = "both"\nlisten = "0"\ntarget = "h:1"\n', r"mode 'both' is not one of server"),
+    "bad mode": ('[tunnel.a]\nmode = "both"\nlisten = "0"\ntarget = "h:1"\n', r"unknown mode 'both': use one of"),
     "missing": ('[tunnel.a]\nmode = "server"\nlisten = "0"\n', r"\[tunnel\.a\] has no target: add target = "),
     "no tunnel": ('log-format = "json"\n', r"no tunnel is defined"),
     "missing file": ('[tunnel.a]\nmode = "server"\nlisten = "0"\ntarget = "h:1"\ncert = "none.pem"\nkey = "k.pem"\n',

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import PKI
-from test_tunnel import run, server_spec
-from tlskit import TLSError, client_context, connect
-from tlskit.tools.tunnel import TunnelSpec
-from tunnel_util import port_of, target, tunnels
+from test_tunnel import server_spec
+from tlskit import client_context, connect
+from tunnel_util import port_of, reload_under_load, run, target, tunnels
 
 pytestmark = pytest.mark.load
 
@@ -30,46 +29,8 @@ def rss_kib() -> int:
 
 
 def test_reload_every_half_second_under_load_for_20_seconds(pki: PKI, tmp_path: Path) -> None:
-    cert, key = tmp_path / "s.pem", tmp_path / "s-key.pem"
-    cert.write_bytes(pki.server_pem.read_bytes())
-    key.write_bytes(pki.server_key.read_bytes())
-
-    async def main() -> None:
-        async with target("echo") as t:
-            spec = TunnelSpec(mode="server", listen="127.0.0.1:0", target=f"127.0.0.1:{t.port}", cert=cert, key=key)
-            async with tunnels(spec, watch_interval=0.1) as group:
-                port = port_of(group)
-                stop = asyncio.Event()
-                failures: list[str] = []
-                done = 0
-
-                async def load() -> None:
-                    nonlocal done
-                    ctx = client_context(ca=pki.root_pem)
-                    while not stop.is_set():
-                        try:
-                            conn = await connect("127.0.0.1", port, context=ctx, server_name="localhost")
-                            await conn.write(b"y" * 4096)
-                            assert await conn.readexactly(4096) == b"y" * 4096
-                            await conn.close()
-                            done += 1
-                        except (OSError, TLSError, AssertionError, asyncio.IncompleteReadError) as exc:
-                            failures.append(repr(exc))
-
-                clients = [asyncio.create_task(load()) for _ in range(8)]
-                for i in range(40):
-                    await asyncio.sleep(0.5)
-                    if i % 2:
-                        group.reload()
-                    else:
-                        pki.ca.issue(["localhost"]).write(tmp_path / f"n{i}")
-                        os.replace(tmp_path / f"n{i}-key.pem", key)
-                        os.replace(tmp_path / f"n{i}.pem", cert)
-                stop.set()
-                await asyncio.gather(*clients)
-        assert failures == [] and done > 200, (done, failures[:3])
-
-    run(main())
+    result = run(reload_under_load(pki, tmp_path, clients=8, reloads=40, interval=0.5, size=4096, watch_interval=0.1))
+    assert result.failures == [] and result.done > 200, (result.done, result.failures[:3])
 
 
 def test_a_gigabyte_at_a_stalled_target_does_not_grow_memory(pki: PKI) -> None:

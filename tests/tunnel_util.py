@@ -5,14 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import socket
 import ssl
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from tlskit.net.server import loop_factory
 from tlskit.tools.tunnel import TunnelGroup, TunnelSpec
+
+if TYPE_CHECKING:
+    from conftest import PKI
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a test's coroutine on tlskit's default loop, bounded."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(asyncio.wait_for(coro, 120))
 
 
 @dataclass
@@ -145,3 +157,64 @@ def in_thread(fn: object) -> Iterator[threading.Thread]:
         yield thread
     finally:
         thread.join(30)
+
+
+@dataclass
+class LoadResult:
+    done: int = 0
+    failures: list[str] = field(default_factory=list)
+    serials: set[int] = field(default_factory=set)
+
+
+async def reload_under_load(
+    pki: PKI, tmp_path: Path, *, clients: int, reloads: int, interval: float, size: int, watch_interval: float
+) -> LoadResult:
+    """``clients`` keep connecting (handshake, echo ``size`` bytes, close) through a server tunnel while it is
+    reloaded ``reloads`` times, every ``interval`` seconds: by ``reload()``, and by renewed files on disk (watched).
+    """
+    from tlskit import TLSError, client_context, connect
+
+    cert, key = tmp_path / "live.pem", tmp_path / "live-key.pem"
+    cert.write_bytes(pki.server_pem.read_bytes())
+    key.write_bytes(pki.server_key.read_bytes())
+    result = LoadResult()
+    async with target("echo") as t:
+        spec = TunnelSpec(mode="server", listen="127.0.0.1:0", target=f"127.0.0.1:{t.port}", cert=cert, key=key)
+        async with tunnels(spec, watch_interval=watch_interval) as group:
+            port = port_of(group)
+            stop = asyncio.Event()
+            payload = b"x" * size
+
+            async def load() -> None:
+                ctx = client_context(ca=pki.root_pem)
+                while not stop.is_set():
+                    try:
+                        conn = await connect("127.0.0.1", port, context=ctx, server_name="localhost")
+                        leaf = conn.peer_certificate
+                        assert leaf is not None
+                        result.serials.add(leaf.serial_number)
+                        await conn.write(payload)
+                        assert await conn.readexactly(size) == payload
+                        await conn.close()
+                        result.done += 1
+                    except (OSError, TLSError, AssertionError, asyncio.IncompleteReadError) as exc:
+                        result.failures.append(repr(exc))
+
+            tasks = [asyncio.create_task(load()) for _ in range(clients)]
+            for i in range(reloads):
+                await asyncio.sleep(interval)
+                if i % 2:
+                    group.reload()
+                else:  # a renewal: new files written in place of the old (atomically, as tools do)
+                    pki.ca.issue(["localhost"]).write(tmp_path / f"new{i}")
+                    os.replace(tmp_path / f"new{i}-key.pem", key)
+                    os.replace(tmp_path / f"new{i}.pem", cert)
+            await asyncio.sleep(2 * watch_interval + 0.1)
+            stop.set()
+            await asyncio.gather(*tasks)
+            # A broken file keeps the old configuration, and the tunnel keeps serving.
+            key.write_text("not a key")
+            assert group.tunnels[0].reload() is False
+            _, error = await tls_exchange(port, client_context(ca=pki.root_pem))
+            assert error is None, error
+    return result

@@ -29,7 +29,6 @@ FLAGS = {
     "target": "--target",
     "listen": "--listen",
     "name": "--name",
-    "mode": "tlskit tunnel server|client",
     "servername": "--servername",
     "allow_cn": "--allow-cn",
     "allow_dns": "--allow-dns",

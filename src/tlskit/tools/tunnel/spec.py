@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
-from ...net.context import ClientAuth
+from ...net.context import ClientAuth, _parse_choice
 from ...net.policy import PeerPolicy, validate_policy
 
 __all__ = ["Endpoint", "Mode", "ProxyProtocol", "TunnelSpec", "parse_endpoint"]
@@ -60,43 +60,29 @@ class Endpoint:
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
 
-_BRACKETED = re.compile(r"^\[(?P<host>[^\]]+)\]:(?P<port>.*)$")
-
-
 def parse_endpoint(text: Any, *, param: str, listening: bool, unix: bool = False) -> Endpoint:
     """``HOST:PORT``, ``[V6]:PORT``, ``unix:PATH`` (if ``unix``) or, when ``listening``, a bare ``PORT``.
 
     A listener without a host gets 127.0.0.1 (loopback only: other machines need 0.0.0.0 or [::] said aloud).
     """
+    from ..tap import parse_endpoint as parse_tcp
+
     if isinstance(text, int) and not isinstance(text, bool) and listening:
         text = str(text)
     if not isinstance(text, str) or not text.strip():
         raise InputError(f"{param}= must be a text such as localhost:8443", fix=f"give {param}=HOST:PORT")
     raw = text.strip()
-    form = "[HOST:]PORT" if listening else "HOST:PORT"
-    if unix and raw.startswith("unix:"):
+    if raw.startswith("unix:"):
         path = raw.removeprefix("unix:")
+        if not unix:
+            raise InputError(f"{param}= {raw!r}: a Unix socket is not possible here", fix=f"give {param}=HOST:PORT")
         if not path:
             raise InputError(f"{param}= {raw!r} names no socket path", fix=f"write {param}=unix:/run/app.sock")
         return Endpoint(None, 0, path)
-    if raw.startswith("unix:"):
-        raise InputError(
-            f"{param}= {raw!r}: a Unix socket is not possible here", fix=f"give {param}=HOST:PORT in this mode"
-        )
-    if m := _BRACKETED.match(raw):
-        host, port_text = m["host"], m["port"]
-    elif raw.count(":") == 1:
-        host, port_text = raw.split(":")
-    elif listening and ":" not in raw:
-        host, port_text = "127.0.0.1", raw
-    else:
-        raise InputError(f"{param}= {raw!r} is not {form}", fix="write it like localhost:8443 or [::1]:8443")
-    if not host:
-        raise InputError(f"{param}= {raw!r} has no host", fix=f"write {param}={form}, e.g. localhost:8443")
-    low = 0 if listening else 1
-    if not port_text.isdigit() or not low <= int(port_text) <= 65535:
-        raise InputError(f"{param}= {raw!r} has a bad port", fix=f"use a port number from {low} to 65535")
-    return Endpoint(host, int(port_text))
+    tcp = parse_tcp(raw, default_host="127.0.0.1" if listening else None, what=f"{param}=")
+    if tcp.port == 0 and not listening:
+        raise InputError(f"{param}= {raw!r} has port 0", fix="give the port the service listens on")
+    return Endpoint(tcp.host, tcp.port)
 
 
 def _paths(value: Any, param: str) -> tuple[Path, ...]:
@@ -133,16 +119,6 @@ def _count(value: Any, param: str, *, low: int = 1, high: int | None = None, opt
     return value
 
 
-def _choice(cls: type[enum.Enum], value: Any, param: str) -> Any:
-    if isinstance(value, cls):
-        return value
-    try:
-        return cls(str(value).strip().lower())
-    except ValueError:
-        choices = "|".join(str(m.value) for m in cls)
-        raise InputError(f"{param}= {value!r} is not one of {choices}", fix=f"give {param}={choices}") from None
-
-
 @dataclass(frozen=True, kw_only=True)
 class TunnelSpec:
     """One tunnel, validated.  ``TunnelSpec(mode="server", listen="0.0.0.0:8443", target="127.0.0.1:8080", ...)``.
@@ -177,7 +153,7 @@ class TunnelSpec:
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__  # frozen: normalised values are set once, here
-        mode = _choice(Mode, self.mode, "mode")
+        mode: Mode = _parse_choice(Mode, self.mode, "mode=")
         setattr_(self, "mode", mode)
         server = mode is Mode.SERVER
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
@@ -196,9 +172,9 @@ class TunnelSpec:
         for param in ("allow_cn", "allow_dns", "allow_ip", "allow_uri", "pins"):
             setattr_(self, param, _names(getattr(self, param), param))
         if self.client_auth is not None:
-            setattr_(self, "client_auth", _choice(ClientAuth, self.client_auth, "client_auth"))
+            setattr_(self, "client_auth", _parse_choice(ClientAuth, self.client_auth, "client_auth="))
         if self.proxy_protocol is not None:
-            setattr_(self, "proxy_protocol", _choice(ProxyProtocol, self.proxy_protocol, "proxy_protocol"))
+            setattr_(self, "proxy_protocol", _parse_choice(ProxyProtocol, self.proxy_protocol, "proxy_protocol="))
         setattr_(self, "max_connections", _count(self.max_connections, "max_connections", optional=True))
         setattr_(self, "workers", _count(self.workers, "workers", high=256))
         for param in ("handshake_timeout", "connect_timeout", "drain_timeout"):
