@@ -424,3 +424,31 @@ def test_bulk_writes_make_full_records_only(pki: PKI) -> None:
         lengths.append(size)
         wire = wire[5 + size :]
     assert lengths == [RECORD + 17] * 4  # TLS 1.3: content type byte and 16-byte tag
+
+
+def test_reload_with_workers_takes_the_new_allow_list_and_target(pki: PKI) -> None:
+    """Two workers, reloaded with a new allow-list and a new target: the new workers (a rolling restart) take both."""
+    from tlskit.tools.tunnel import TunnelGroup
+
+    async def main() -> None:
+        async with target("echo") as old, target("echo") as new:
+            before = server_spec(pki, old.port, ca=[pki.root_pem], allow_cn=["someone-else"], workers=2)
+            after = server_spec(pki, new.port, ca=[pki.root_pem], allow_cn=["client"], workers=2)
+            group = TunnelGroup([before], reload_specs=lambda: [after], watch_interval=None)
+            await group.start()
+            try:
+                port = port_of(group)
+                ctx = client_ctx(pki, (pki.client_pem, pki.client_key))
+                assert await tls_exchange(port, ctx, b"refused") == (b"", None)
+                group.reload()
+                for _ in range(200):  # until the new workers serve (bounded)
+                    got, _error = await tls_exchange(port, ctx, b"let in")
+                    if got:
+                        break
+                    await asyncio.sleep(0.05)
+                assert got == b"let in"
+            finally:
+                await group.close(deadline=2.0)
+            assert old.connections == 0 and new.connections >= 1
+
+    run(main())

@@ -134,17 +134,18 @@ class Tunnel:
         if not new.same_listener(self.spec):
             log.error("[%s] reload: listen=, mode= and workers= need a restart; keeping the current ones", self.name)
             return False
+        old, self.spec = self.spec, new  # before _apply: workers forked by a rolling restart copy this spec
         try:
             context = new.context()
             self._apply(new, context, new.policy())
         except (TlskitError, OSError) as exc:
+            self.spec = old
             log_event(
                 logging.ERROR,
                 f"[{self.name}] reload failed, keeping the current configuration: {exc}",
                 {"event": "reload_failed", "tunnel": self.name, "error": str(exc)},
             )
             return False
-        self.spec = new
         self.metrics.set_expiry(self.name, _not_after(new))
         log_event(logging.INFO, f"[{self.name}] reloaded", {"event": "reloaded", "tunnel": self.name})
         return True
