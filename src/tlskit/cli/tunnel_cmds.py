@@ -71,13 +71,6 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-class _DropHandshakeRecords(logging.Filter):
-    """The server logs each failed handshake; the tunnel logs its own line (with its name) instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not hasattr(record, "tls_error")
-
-
 class _TextFormatter(logging.Formatter):
     """``tunnel: MESSAGE``, in the command's words (flags or configuration keys), control characters escaped."""
 
@@ -92,6 +85,8 @@ class _TextFormatter(logging.Formatter):
 
 
 def _setup_logging(log_format: str, words: Callable[[str], str]) -> None:
+    from .net_cmds import _DropHandshakeRecords  # the server's own line per failed handshake: the tunnel logs its own
+
     # One log record per connection: skip what logging would look up for each (logging's "Optimization" notes).
     logging._srcfile = None  # no caller's file and line: a stack walk per record
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
