@@ -14,6 +14,7 @@ import resource
 import selectors
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -350,6 +351,19 @@ class ProcessSet:
         for proc in reversed(self.procs):
             proc.stop(timeout=2.0)
         self.procs.clear()
+
+
+def wait_for_port(proc: Proc, port: int, what: str, timeout: float = 10.0) -> None:
+    """Wait until ``proc`` (a program that cannot report its port) accepts on ``port``; RuntimeError if it exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.popen.poll() is not None:
+                raise RuntimeError(f"{what} did not start: {proc.stderr_tail()}") from None
+            time.sleep(0.05)
 
 
 def wait_all(procs: Sequence[Proc], timeout: float) -> list[str]:

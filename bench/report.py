@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness import openssl_number
 from results import HandshakeResult, Results, SplitResult, from_json
+from tunnel_report import tunnel_lines, tunnel_readme, tunnel_section
 
 KINDS = ("tlskit", "tlskit-asyncio", "stdlib", "node", "openssl")
 LABELS = {
@@ -142,6 +143,7 @@ def summary_lines(r: Results) -> list[str]:
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in [header, *body]
     ]
+    lines += tunnel_lines(r)
     lines += [f"ERROR in {name}: {error}" for name, error in r.errors.items()]
     return lines
 
@@ -639,6 +641,7 @@ def render(r: Results) -> str:
         *design_paragraph(r),
         *handshake_paragraph(r),
         *_workers_section(r),
+        *tunnel_section(r),
         *_method(r),
         *_raw_sections(r),
         *_load_section(r),
@@ -679,7 +682,7 @@ def readme_block(r: Results) -> str:
         [[row.metric.strip(), row.values.get("tlskit", "-"), row.values.get("node", "-"), _ratio(row), row.target,
           _met(row)] for row in rows(r)],
     )  # fmt: skip
-    return "\n".join([README_BEGIN, intro, "", *table, README_END])
+    return "\n".join([README_BEGIN, intro, "", *table, *tunnel_readme(r), README_END])
 
 
 def replace_readme_block(readme: str, r: Results) -> str:

@@ -220,6 +220,8 @@ class Settings:
     node_config: str = ""  # the OpenSSL config file given to Node (NODE_CNF), as written
     tlskit_loop: str = "?"  # tlskit's default event loop (tlskit.net.server.loop_factory) in this install
     stdlib_read_buffer: int = 0  # asyncio.sslproto.SSLProtocol.max_size of this Python
+    tunnel_idle: int = 0  # idle tunnelled connections per tunnel (tunnel phase)
+    churn_procs: int = 0  # handshake client processes per tunnel (tunnel phase)
 
 
 @dataclass
@@ -242,6 +244,10 @@ class Results:
     streams: dict[str, StreamResult] = field(default_factory=dict)
     scale: dict[str, ScaleResult] = field(default_factory=dict)
     workers: dict[int, HandshakeResult] = field(default_factory=dict)
+    tunnel_memory: dict[str, MemoryResult] = field(default_factory=dict)
+    """``tlskit tunnel`` and stunnel4: tunnel memory per idle tunnelled connection (bench/tunnel_bench.py)."""
+    tunnel_handshakes: dict[str, HandshakeResult] = field(default_factory=dict)
+    tunnel_streams: dict[str, StreamResult] = field(default_factory=dict)
     split: dict[str, SplitResult] = field(default_factory=dict)
     """In-process server-side handshakes by bench/handshake_micro.py variant."""
     errors: dict[str, str] = field(default_factory=dict)

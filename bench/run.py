@@ -39,6 +39,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import tunnel_bench
 from harness import (
     BENCH_DIR,
     HOST,
@@ -62,6 +63,7 @@ from harness import (
     pinned,
     raise_nofile,
     wait_all,
+    wait_for_port,
     wait_until_quiet,
 )
 from idle_clients import open_one
@@ -179,6 +181,7 @@ class Bench:
         }
         self.client_ctx = ssl.create_default_context(cafile=str(self.root))
         self.quiet_budget = args.quiet_wait
+        self.server_cpu, self.load_cpu = SERVER_CPU, LOAD_CPU
 
     def note_command(self, label: str, argv: Sequence[str], port: int | None = None) -> None:
         """Remember a command line for the report (temp paths and ports replaced by names), once per variant."""
@@ -215,15 +218,8 @@ class Bench:
         )  # fmt: skip
         self.note_command("server openssl", argv)
         proc = self.procs.spawn(OPENSSL, argv, stdin_stops=False)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                return proc, port
-            except OSError:
-                if time.monotonic() > deadline or proc.popen.poll() is not None:
-                    raise RuntimeError(f"openssl s_server did not start: {proc.stderr_tail()}") from None
-                time.sleep(0.05)
+        wait_for_port(proc, port, "openssl s_server")
+        return proc, port
 
     def gc(self, server: Proc) -> None:
         """Full collection in the server (Python ``gc.collect()``, V8 ``gc()``), then let it settle."""
@@ -309,19 +305,23 @@ class Bench:
     def phase_memory(self, key: str) -> None:
         server, port = self.start_server(key, SERVER_CPU)
         try:
-            self.warm_up(port)
-            self.gc(server)
-            before = memory(server.pid)
-            clients, opened, failed, secs = self.idle_clients(port, self.args.idle, IDLE_PROCS, 120)
-            time.sleep(1.0)  # let the servers finish anything they deferred
-            self.gc(server)
-            after = memory(server.pid)
-            self.close_clients(clients)
-            if opened == 0:
-                raise RuntimeError(f"no idle connection could be opened to {key}")
-            self.results.memory[key] = MemoryResult(key, opened, failed, secs, before, after)
+            self.results.memory[key] = self.idle_memory(key, server, port, self.args.idle, lambda: self.gc(server))
         finally:
             self.procs.stop(server)
+
+    def idle_memory(self, key: str, server: Proc, port: int, count: int, collect: Callable[[], None]) -> MemoryResult:
+        """Server memory before and after ``count`` idle connections, each reading after ``collect()`` (a GC)."""
+        self.warm_up(port)
+        collect()
+        before = memory(server.pid)
+        clients, opened, failed, secs = self.idle_clients(port, count, IDLE_PROCS, 120)
+        time.sleep(1.0)  # let the servers finish anything they deferred
+        collect()
+        after = memory(server.pid)
+        self.close_clients(clients)
+        if opened == 0:
+            raise RuntimeError(f"no idle connection could be opened to {key}")
+        return MemoryResult(key, opened, failed, secs, before, after)
 
     def s_time(self, port: int, cpus: str, seconds: int, processes: int) -> tuple[int, float, float]:
         """Run ``processes`` ``openssl s_time -new`` for ``seconds``; return (handshakes, wall s, client CPU s)."""
@@ -365,16 +365,16 @@ class Bench:
         previous = self.results.handshakes.get(key)
         self.results.handshakes[key] = result if previous is None else previous + result
 
-    def stream(self, port: int, size: int) -> tuple[int, float, str]:
+    def stream(self, port: int, size: int, *, deadline: int = 30) -> tuple[int, float, str]:
         argv = pinned(
             [PYTHON, str(BENCH_DIR / "stream_client.py"), str(port), str(self.root), "--bytes", str(size),
-             "--chunk", str(STREAM_CHUNK_KIB * 1024), "--deadline", "30"],
+             "--chunk", str(STREAM_CHUNK_KIB * 1024), "--deadline", str(deadline)],
             LOAD_CPU,
         )  # fmt: skip
         self.note_command("stream client" + (" (warm-up)" if size <= STREAM_WARMUP_MIB * MIB else ""), argv, port)
         client = self.procs.spawn("stream", argv)
         try:
-            _, sent, received, seconds, *negotiated = client.expect("DONE", timeout=90).split()
+            _, sent, received, seconds, *negotiated = client.expect("DONE", timeout=deadline + 60).split()
         finally:
             self.procs.stop(client)
         if int(sent) != size or int(received) != size:
@@ -515,6 +515,8 @@ class Bench:
             if "workers" in phases:
                 for n in (1, 2):
                     self.run_phase(f"workers={n}", lambda n=n: self.phase_workers(n))  # type: ignore[misc]
+            if "tunnel" in phases:
+                tunnel_bench.run_phases(self)
         finally:
             self.procs.stop_all()
         self.results.total_seconds = time.perf_counter() - self.started
@@ -528,10 +530,19 @@ class SettingsMismatch(RuntimeError):
         super().__init__("the servers do not run with the same settings:\n  " + "\n  ".join(problems))
 
 
-PHASES = ("memory", "handshake", "split", "stream", "scale", "workers")
+PHASES = ("memory", "handshake", "split", "stream", "scale", "workers", "tunnel")
 # handshake_micro.py variants: bare OpenSSL with two, one and no session tickets, and tlskit's engine.
 SPLIT_VARIANTS = ("raw:tickets2", "raw:tickets1", "raw:tickets0", "engine")
-QUICK = {"idle": 200, "scale": 1000, "fresh": 2, "seconds": 2, "rounds": 1, "split_rounds": 2, "stream_mib": 64}
+QUICK = {
+    "idle": 200,
+    "scale": 1000,
+    "fresh": 2,
+    "seconds": 2,
+    "rounds": 1,
+    "split_rounds": 2,
+    "stream_mib": 64,
+    "tunnel_idle": 200,
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -546,6 +557,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--s-time-procs", type=int, default=4, help="concurrent s_time processes")
     parser.add_argument("--stream-mib", type=int, default=1024, help="MiB echoed per server")
     parser.add_argument("--split-rounds", type=int, default=8, help="rounds of 300 in-process handshakes per variant")
+    parser.add_argument("--tunnel-idle", type=int, default=2000, help="idle tunnelled connections (tunnel phase)")
+    parser.add_argument("--churn-procs", type=int, default=3, help="concurrent handshake clients (tunnel phase)")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     parser.add_argument(
         "--quiet-wait", type=float, default=60.0, help="total seconds to wait for other load to pass (0: never)"
@@ -597,6 +610,8 @@ def settings(args: argparse.Namespace, argv: list[str] | None, bench: Bench, dat
         certificate=describe_certificate(bench.cert),
         node_config=bench.node_config.read_text(),
         tlskit_loop=_tlskit_loop(),
+        tunnel_idle=args.tunnel_idle,
+        churn_procs=args.churn_procs,
         stdlib_read_buffer=_stdlib_read_buffer(),
     )
 
