@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
-from ...net.context import ClientAuth, _parse_choice
+from ...net.context import ClientAuth, parse_choice
 from ...net.policy import PeerPolicy, validate_policy
 
 __all__ = ["Endpoint", "Mode", "ProxyProtocol", "TunnelSpec", "parse_endpoint"]
@@ -153,7 +153,7 @@ class TunnelSpec:
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__  # frozen: normalised values are set once, here
-        mode: Mode = _parse_choice(Mode, self.mode, "mode=")
+        mode: Mode = parse_choice(Mode, self.mode, "mode=")
         setattr_(self, "mode", mode)
         server = mode is Mode.SERVER
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
@@ -172,9 +172,9 @@ class TunnelSpec:
         for param in ("allow_cn", "allow_dns", "allow_ip", "allow_uri", "pins"):
             setattr_(self, param, _names(getattr(self, param), param))
         if self.client_auth is not None:
-            setattr_(self, "client_auth", _parse_choice(ClientAuth, self.client_auth, "client_auth="))
+            setattr_(self, "client_auth", parse_choice(ClientAuth, self.client_auth, "client_auth="))
         if self.proxy_protocol is not None:
-            setattr_(self, "proxy_protocol", _parse_choice(ProxyProtocol, self.proxy_protocol, "proxy_protocol="))
+            setattr_(self, "proxy_protocol", parse_choice(ProxyProtocol, self.proxy_protocol, "proxy_protocol="))
         setattr_(self, "max_connections", _count(self.max_connections, "max_connections", optional=True))
         setattr_(self, "workers", _count(self.workers, "workers", high=256))
         for param in ("handshake_timeout", "connect_timeout", "drain_timeout"):
