@@ -175,7 +175,7 @@ def test_spec_and_units(pki: PKI) -> None:
     ctx = client_context(ca=pki.root_pem)
     assert parse_size("64M") == 64 * 2**20 and parse_size("1GiB") == 2**30 and parse_size("1000") == 1000
     assert parse_size("1.5k") == 1536
-    for bad in ({"connections": 0}, {"concurrency": 0}, {"duration": -1.0}, {"port": 70000}):
+    for bad in ({"connections": 0}, {"concurrency": 0}, {"duration": -1.0}, {"port": 70000}, {"rate": 0.0}):
         with pytest.raises(InputError):
             BenchSpec(**{"host": "127.0.0.1", "port": 443, "context": ctx, **bad})  # type: ignore[arg-type]
     with pytest.raises(InputError, match=r"client ssl\.SSLContext"):
@@ -185,3 +185,27 @@ def test_spec_and_units(pki: PKI) -> None:
     p = Percentiles.of([0.001 * i for i in range(1, 101)])
     assert p is not None and (p.p50, p.p90, p.p99, p.min, p.max) == pytest.approx((50.0, 90.0, 99.0, 1.0, 100.0))
     assert Percentiles.of([]) is None
+
+
+def test_handshake_only_resumption_and_phase_times(pki: PKI) -> None:
+    # Without a request the ticket comes after the handshake: the load generator waits for it before closing.
+    with serve(*server_args(pki, "--echo")) as server:
+        code, report, err = bench(
+            f"127.0.0.1:{server.port}", "--ca", pki.root_pem, "--servername", "localhost", "--connections", 20,
+            "--concurrency", 4, "--resume", "--request", "", "--rate", 1000,
+        )  # fmt: skip
+    assert code == 0, err
+    full, resumed = report["full"], report["resumed"]
+    assert full["completed"] == resumed["completed"] == resumed["resumed"] == 20 and report["notes"] == []
+    assert full["first_byte"] is None and resumed["handshake"]["count"] == 20
+    # The phases' wall-clock stamps let another process's measurements be matched to each phase.
+    assert 0 < full["started_at"] <= full["ended_at"] <= resumed["started_at"] <= resumed["ended_at"]
+
+
+def test_a_silent_service_is_counted_as_timeouts() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (in the kernel), never answers
+        code, report, _ = bench(
+            f"127.0.0.1:{silent.getsockname()[1]}", "--insecure", "--connections", 3, "--concurrency", 3,
+            "--timeout", 0.2,
+        )  # fmt: skip
+    assert code == 1 and report["full"]["failures"] == {"timeout": 3} and report["full"]["attempted"] == 3

@@ -87,6 +87,12 @@ def _render(report: BenchReport) -> None:
 @click.option("--connections", type=click.IntRange(1), default=1000, show_default=True, help="Connections per phase.")
 @click.option("--concurrency", type=click.IntRange(1), default=8, show_default=True, help="Connections at a time.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="S", help="Seconds per phase.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="N",
+    help="Start at most N connections per second (a fixed offered load; default: as fast as possible).",
+)
 @click.option("--resume", is_flag=True, help="Also measure resumed handshakes (TLS 1.3 tickets, TLS 1.2 sessions).")
 @click.option("--bytes", "size", metavar="SIZE", help="Echo SIZE bytes through the service (64M, 1G).")
 @click.option("--plain-port", type=click.IntRange(1, 65535), help="A plaintext port of the same service, to compare.")
@@ -113,6 +119,7 @@ def bench_cmd(
     connections: int,
     concurrency: int,
     duration: float | None,
+    rate: float | None,
     resume: bool,
     size: str | None,
     plain_port: int | None,
@@ -152,6 +159,7 @@ def bench_cmd(
         connections=connections,
         concurrency=concurrency,
         duration=duration,
+        rate=rate,
         resume=resume,
         bulk_bytes=parse_size(size) if size else 0,
         plain_port=plain_port,

@@ -32,6 +32,8 @@ Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``; ``total`` is 0 when a phase runs for a duration instead of a count."""
 
 _CHUNK = 64 * 1024
+_TICKET_WAIT = 1.0  # seconds to wait for a TLS 1.3 session ticket after a handshake-only connection
+_TICKET_POLL = 0.001
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +50,9 @@ class BenchSpec:
     concurrency: int = 8
     duration: float | None = None
     """Seconds per phase instead of a number of connections."""
+    rate: float | None = None
+    """Start at most this many connections per second (a fixed offered load, as long as ``concurrency`` allows
+    it), instead of each new one as soon as one finishes."""
     resume: bool = False
     bulk_bytes: int = 0
     """Bytes sent through the service and expected back (an echo service), 0 for no bulk transfer."""
@@ -66,6 +71,8 @@ class BenchSpec:
             raise InputError("connections= and concurrency= must be at least 1", fix="give positive numbers")
         if self.duration is not None and self.duration <= 0:
             raise InputError("duration= must be positive", fix="give a number of seconds, such as 10")
+        if self.rate is not None and self.rate <= 0:
+            raise InputError("rate= must be positive", fix="give connections per second, such as 200")
         if self.bulk_bytes < 0 or self.timeout <= 0:
             raise InputError("bulk_bytes= and timeout= must be positive", fix="give positive numbers")
         if not self.request and self.bulk_bytes:
@@ -112,6 +119,10 @@ class Phase:
     resumed: int
     wall_seconds: float
     client_cpu_seconds: float
+    started_at: float = 0.0
+    """When the phase began and ended (``time.time()``), so measurements taken elsewhere (a server's CPU time)
+    can be matched to one phase."""
+    ended_at: float = 0.0
 
     @property
     def per_second(self) -> float:
@@ -270,43 +281,89 @@ class _Tally:
     cipher: str | None = None
 
 
+class _Deadline:
+    """One worker's time limit per connection: cancels the worker's task when an attempt runs too long.
+
+    Cheaper than ``asyncio.timeout()`` per connection (a context manager, a task lookup and, on Python 3.11, two
+    ``getpid()`` system calls): one timer handle, armed and disarmed.
+    """
+
+    __slots__ = ("_fired", "_handle", "_loop", "_task", "_timeout")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self._loop = loop
+        self._task = asyncio.current_task()
+        self._timeout = timeout
+        self._handle: asyncio.TimerHandle | None = None
+        self._fired = False
+
+    def arm(self) -> None:
+        self._handle = self._loop.call_later(self._timeout, self._fire)
+
+    def disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self._task is not None:
+            self._fired = True
+            self._task.cancel()
+
+    def expired(self) -> bool:
+        """After a ``CancelledError``: True (and the cancellation withdrawn) if the time limit caused it."""
+        if not self._fired:
+            return False
+        self._fired = False
+        if self._task is not None:
+            self._task.uncancel()
+        return True
+
+
 class _Runner:
     def __init__(self, spec: BenchSpec, progress: Progress | None) -> None:
         self.spec = spec
         self.progress = progress
         self.loop = asyncio.get_running_loop()
         self.session: ssl.SSLSession | None = None
+        self.tickets_expected = True
         self.server_name = spec.server_name or spec.host
 
-    async def tls_once(self, tally: _Tally, *, resume: bool) -> None:
+    async def tls_once(self, tally: _Tally, deadline: _Deadline, *, resume: bool) -> None:
         spec = self.spec
         stamps = _Stamps()
         session = self.session if resume else None
         conn = TLSConnection(
             spec.context, server_side=False, server_hostname=self.server_name, session=session,
-            listener=stamps, policy=spec.policy,
+            listener=stamps, policy=spec.policy, loop=self.loop,
         )  # fmt: skip
         start = time.perf_counter()
+        keep = spec.resume and (resume or self.session is None)
+        deadline.arm()
         try:
-            async with asyncio.timeout(spec.timeout):
-                await self.loop.create_connection(lambda: conn, spec.host, spec.port)
-                await conn.wait_handshake()
-                first = 0.0
-                if spec.request:
-                    conn.write_nowait(spec.request)
-                    if not await conn.read():
-                        raise ConnectionResetError("the service closed without answering")
-                    first = time.perf_counter()
+            await self.loop.create_connection(lambda: conn, spec.host, spec.port)
+            await conn.wait_handshake()
+            first = 0.0
+            if spec.request:
+                conn.write_nowait(spec.request)
+                if not await conn.read():
+                    raise ConnectionResetError("the service closed without answering")
+                first = time.perf_counter()
+            kept = await self._session_of(conn) if keep and not conn.session_reused else None
+        except asyncio.CancelledError:
+            if not deadline.expired():
+                raise
+            tally.failures["timeout"] += 1
+            return
         except TLSError as exc:
             tally.failures[exc.code] += 1
-            return
-        except TimeoutError:
-            tally.failures["timeout"] += 1
             return
         except OSError as exc:
             tally.failures[type(exc).__name__] += 1
             return
         finally:
+            deadline.disarm()
             self._close(conn)
         tally.completed += 1
         tally.tcp.append(stamps.connected - start)
@@ -317,57 +374,88 @@ class _Runner:
         tally.resumed += reused
         if tally.protocol is None:
             tally.protocol, tally.cipher = conn.protocol, conn.cipher.standard_name if conn.cipher else None
-        if self.spec.resume and not reused:
-            # A session to resume later: TLS 1.3 tickets arrive after the handshake, so take it now, and again only
-            # when a resumption failed (taking one copies it, certificates included: not free).
-            self.session = conn.session or self.session
+        if kept is not None:
+            # A session to resume later: taken from the first full handshakes, and again only when a resumption
+            # failed (taking one copies it, certificates included: not free).
+            self.session = kept
+
+    async def _session_of(self, conn: TLSConnection) -> ssl.SSLSession | None:
+        """The connection's session, once it can resume: TLS 1.3 tickets arrive after the handshake.
+
+        With a request the ticket came before the answer; without one (handshake only) wait for it, briefly: a
+        server that sends no ticket is waited for once, not on every connection.
+        """
+        session = conn.session
+        if conn.protocol != "TLSv1.3" or not self.tickets_expected:
+            return session
+        waited = 0.0
+        while (session is None or not session.has_ticket) and not conn.closed and waited < _TICKET_WAIT:
+            await asyncio.sleep(_TICKET_POLL)
+            waited += _TICKET_POLL
+            session = conn.session
+        if session is None or not session.has_ticket:
+            self.tickets_expected = False
+        return session
 
     @staticmethod
     def _close(conn: TLSConnection) -> None:
         # close_notify and FIN on the next turn of the loop, without waiting for the peer's (as s_time does).
         conn.start_close(linger=0.0)
 
-    async def plain_once(self, tally: _Tally) -> None:
+    async def plain_once(self, tally: _Tally, deadline: _Deadline) -> None:
         spec = self.spec
         protocol = _PlainClient(self.loop)
         start = time.perf_counter()
         assert spec.plain_port is not None
+        deadline.arm()
         try:
-            async with asyncio.timeout(spec.timeout):
-                transport, _ = await self.loop.create_connection(lambda: protocol, spec.host, spec.plain_port)
-                try:
-                    first = 0.0
-                    if spec.request:
-                        transport.write(spec.request)
-                        first = await protocol.first
-                finally:
-                    transport.close()
-        except TimeoutError:
+            transport, _ = await self.loop.create_connection(lambda: protocol, spec.host, spec.plain_port)
+            try:
+                first = 0.0
+                if spec.request:
+                    transport.write(spec.request)
+                    first = await protocol.first
+            finally:
+                transport.close()
+        except asyncio.CancelledError:
+            if not deadline.expired():
+                raise
             tally.failures["timeout"] += 1
             return
         except OSError as exc:
             tally.failures[type(exc).__name__] += 1
             return
+        finally:
+            deadline.disarm()
         tally.completed += 1
         tally.tcp.append(protocol.connected - start)
         if first:
             tally.first.append(first - start)
 
-    async def phase(self, name: str, once: Callable[[_Tally], Any]) -> tuple[Phase, _Tally]:
+    async def phase(self, name: str, once: Callable[[_Tally, _Deadline], Awaitable[None]]) -> tuple[Phase, _Tally]:
         spec = self.spec
         tally = _Tally()
         total = 0 if spec.duration is not None else spec.connections
         deadline = None if spec.duration is None else time.perf_counter() + spec.duration
         done = 0
+        rate = spec.rate
+        started_at = time.time()
         cpu0, wall0 = time.process_time(), time.perf_counter()
 
         async def worker() -> None:
             nonlocal done
+            timer = _Deadline(self.loop, spec.timeout)
             while deadline is not None or tally.attempted < spec.connections:
+                slot = tally.attempted
+                tally.attempted += 1  # claimed before any wait, so each worker waits for a slot of its own
+                if rate is not None:  # connection N starts N / rate seconds into the phase, not before
+                    wait = wall0 + slot / rate - time.perf_counter()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 if deadline is not None and time.perf_counter() >= deadline:
+                    tally.attempted -= 1
                     return
-                tally.attempted += 1
-                await once(tally)
+                await once(tally, timer)
                 done += 1
                 if self.progress is not None:
                     self.progress(name, done, total)
@@ -386,6 +474,8 @@ class _Runner:
             resumed=tally.resumed,
             wall_seconds=wall,
             client_cpu_seconds=cpu,
+            started_at=started_at,
+            ended_at=started_at + wall,
         )
         return phase, tally
 
@@ -451,14 +541,14 @@ async def run_bench(spec: BenchSpec, *, progress: Progress | None = None) -> Ben
     not raised; a service that cannot be reached at all still yields a report whose phases completed nothing.
     """
     runner = _Runner(spec, progress)
-    full, tally = await runner.phase("full handshakes", lambda t: runner.tls_once(t, resume=False))
+    full, tally = await runner.phase("full handshakes", lambda t, d: runner.tls_once(t, d, resume=False))
     notes = []
     resumed = None
     if spec.resume:
         if runner.session is None:
             notes.append("no session to resume: no full handshake completed, or the server sends no tickets")
         else:
-            resumed, _ = await runner.phase("resumed handshakes", lambda t: runner.tls_once(t, resume=True))
+            resumed, _ = await runner.phase("resumed handshakes", lambda t, d: runner.tls_once(t, d, resume=True))
             if resumed.resumed < resumed.completed:
                 full_ones = resumed.completed - resumed.resumed
                 notes.append(f"{full_ones} of {resumed.completed} resumption attempts got a full handshake")
