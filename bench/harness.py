@@ -7,6 +7,7 @@ Everything here is plain functions over text or pids so the parsing can be smoke
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import platform
 import re
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +28,14 @@ HOST = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 PYTHON = sys.executable
+TLSKIT = str(Path(PYTHON).with_name("tlskit"))  # the console script of this install: what users run
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # -- parsing -------------------------------------------------------------------------------------------------
 
 _S_TIME_RE = re.compile(r"^(\d+) connections in ([\d.]+)s;", re.MULTILINE)
 _READY_RE = re.compile(r"^READY (\d+)$")
+_LISTENING_RE = re.compile(r"^serve: listening on 127\.0\.0\.1:(\d+)$", re.MULTILINE)
 # ``openssl s_client -msg``: one line per handshake message received ("<<<") or sent (">>>").
 _TICKET_RE = re.compile(r"^<<< TLS 1\.3, Handshake \[length [0-9a-f]+\], NewSessionTicket$", re.MULTILINE)
 _VERSION_RE = re.compile(r"\b(\d+\.\d+\.\d+[a-z]?)\b")
@@ -80,6 +84,29 @@ def parse_ready(line: str) -> int:
     if match is None:
         raise ValueError(f"expected 'READY <port>', got {line!r}")
     return int(match.group(1))
+
+
+def parse_listening(log: str) -> int | None:
+    """The port of ``tlskit serve``'s ``serve: listening on 127.0.0.1:PORT`` log line (None before it is written)."""
+    match = _LISTENING_RE.search(log)
+    return int(match.group(1)) if match else None
+
+
+def parse_strace_summary(text: str) -> dict[str, int]:
+    """Calls per system call from the table ``strace -c`` writes (``% time  seconds  usecs/call  calls  errors
+    syscall``; the errors column may be empty)."""
+    calls: dict[str, int] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) in (5, 6) and re.fullmatch(r"[\d.]+", fields[0]) and fields[-1] != "total":
+            calls[fields[-1]] = calls.get(fields[-1], 0) + int(fields[3])
+    return calls
+
+
+def parse_voluntary_switches(status: str) -> int:
+    """``voluntary_ctxt_switches`` of a /proc/PID/status text: times the process slept and was woken."""
+    match = re.search(r"^voluntary_ctxt_switches:\s+(\d+)$", status, re.MULTILINE)
+    return int(match.group(1)) if match else 0
 
 
 def parse_stat_times(stat: str) -> tuple[float, float]:
@@ -143,6 +170,86 @@ def cpu_times(pid: int) -> tuple[float, float]:
         return parse_stat_times(Path(f"/proc/{pid}/stat").read_text())
     except OSError:
         return 0.0, 0.0
+
+
+def wakeups(pid: int) -> int:
+    """Voluntary context switches of a live process so far (0 if it is gone)."""
+    try:
+        return parse_voluntary_switches(Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return 0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """CPU times (user, system) and wake-ups of some processes, each, at one moment (``time.time()``)."""
+
+    at: float
+    times: dict[int, tuple[float, float]]
+    wakeups: dict[int, int]
+
+
+def interpolate(samples: Sequence[Sample], at: float) -> tuple[dict[int, tuple[float, float]], dict[int, int]]:
+    """Each process's (user, system) CPU seconds and wake-ups at ``at``, linearly between the samples around it.
+
+    Before the first sample or after the last, the nearest one.  Wake-ups are counted at the nearest sample.
+    """
+    if not samples:
+        return {}, {}
+    if at <= samples[0].at:
+        return dict(samples[0].times), dict(samples[0].wakeups)
+    for before, after in itertools.pairwise(samples):
+        if before.at <= at <= after.at:
+            share = (at - before.at) / (after.at - before.at) if after.at > before.at else 0.0
+            times = {
+                pid: (u + (after.times[pid][0] - u) * share, s + (after.times[pid][1] - s) * share)
+                for pid, (u, s) in before.times.items()
+                if pid in after.times
+            }
+            nearest = before if share < 0.5 else after
+            return times, dict(nearest.wakeups)
+    return dict(samples[-1].times), dict(samples[-1].wakeups)
+
+
+class CpuSampler:
+    """Samples the CPU times and wake-ups of ``pids`` every ``interval`` seconds in a thread, while in ``with``.
+
+    So the CPU a server used during one phase of a load generator's run can be read afterwards from the phase's
+    start and end times (:meth:`between`).
+    """
+
+    def __init__(self, pids: Sequence[int], interval: float = 0.02) -> None:
+        self.pids = list(pids)
+        self.interval = interval
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        self.samples.append(
+            Sample(time.time(), {pid: cpu_times(pid) for pid in self.pids}, {pid: wakeups(pid) for pid in self.pids})
+        )
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> CpuSampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sample()
+
+    def between(self, start: float, end: float) -> tuple[dict[int, tuple[float, float]], dict[int, int]]:
+        """Per process: (user, system) CPU seconds and wake-ups from ``start`` to ``end``."""
+        t0, w0 = interpolate(self.samples, start)
+        t1, w1 = interpolate(self.samples, end)
+        times = {pid: (t1[pid][0] - u, t1[pid][1] - s) for pid, (u, s) in t0.items() if pid in t1}
+        return times, {pid: w1.get(pid, 0) - w for pid, w in w0.items()}
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
@@ -364,6 +471,19 @@ def wait_for_port(proc: Proc, port: int, what: str, timeout: float = 10.0) -> No
             if time.monotonic() > deadline or proc.popen.poll() is not None:
                 raise RuntimeError(f"{what} did not start: {proc.stderr_tail()}") from None
             time.sleep(0.05)
+
+
+def wait_for_log_port(proc: Proc, what: str, timeout: float = 20.0) -> int:
+    """Wait until ``tlskit serve`` (``proc``, its log in ``proc.stderr_path``) says where it listens; its port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = proc.stderr_path.read_text(errors="replace") if proc.stderr_path else ""
+        port = parse_listening(text)
+        if port is not None:
+            return port
+        if time.monotonic() > deadline or proc.popen.poll() is not None:
+            raise RuntimeError(f"{what} did not start: {proc.stderr_tail()}")
+        time.sleep(0.05)
 
 
 def wait_all(procs: Sequence[Proc], timeout: float) -> list[str]:

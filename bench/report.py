@@ -73,6 +73,7 @@ def rows(r: Results) -> list[Row]:
             fmt=".0f",
             limit=t["handshake"],
         ),
+        *([resumed_row(r)] if r.resumed else []),
         ratio_row(
             "Server CPU per GiB echoed (s)", {k: s.cpu_per_gib for k, s in r.streams.items()}, fmt=".2f", limit=t["gib"]
         ),
@@ -93,19 +94,53 @@ def rows(r: Results) -> list[Row]:
                 None if tl is None else tl.passed,
             )
         )
-    if len(r.workers) >= 2:
-        few, many = min(r.workers), max(r.workers)
-        scaling = r.workers[many].rate / r.workers[few].rate
+    growth = workers_growth(r)
+    if growth is not None:
+        one, two, cpus = growth
+        ratio = two.cpu_per_handshake_us / one.cpu_per_handshake_us
+        limit = t["workers"]
         out.append(
             Row(
-                f"Handshake rate, workers={many} / workers={few} (unpinned, see caveat)",
-                {"tlskit": f"{scaling:.2f}x"},
-                scaling,
-                f">= {t['workers']:g}x",
-                scaling >= t["workers"],
+                f"Server CPU per handshake, {_plural(_workers_of(two.kind), 'worker')} / "
+                f"{_plural(_workers_of(one.kind), 'worker')} (same offered load, server on CPU {cpus})",
+                {"tlskit": f"{ratio:.2f}x"},
+                ratio,
+                f"<= {limit:g}x",
+                ratio <= limit,
             )
         )
     return out
+
+
+def resumed_row(r: Results) -> Row:
+    """Server CPU per resumed handshake; no verdict (and the refusal in the target cell) if a side did not resume."""
+    failed = [k for k, h in r.resumed.items() if not h.all_resumed]
+    row = ratio_row(
+        "Server CPU per resumed TLS 1.3 handshake (µs)",
+        {k: h.cpu_per_handshake_us for k, h in r.resumed.items()},
+        fmt=".0f",
+        limit=r.targets["resumed"],
+    )
+    if not failed:
+        return row
+    values = {k: v + (" (not resumed)" if k in failed else "") for k, v in row.values.items()}
+    return Row(row.metric, values, None, f"{row.target}: no comparison, resumption failed", None)
+
+
+def _workers_of(key: str) -> int:
+    return int(key.split("|", 1)[0])
+
+
+def workers_growth(r: Results) -> tuple[HandshakeResult, HandshakeResult, str] | None:
+    """The one- and two-worker results with the server on the server CPU alone (and that CPU), if measured."""
+    alone = {
+        _workers_of(k): h
+        for k, h in r.workers.items()
+        if k.count("|") == 2 and k.split("|")[1] == r.settings.server_cpu
+    }
+    if len(alone) < 2:
+        return None
+    return alone[min(alone)], alone[max(alone)], r.settings.server_cpu
 
 
 def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
@@ -383,57 +418,292 @@ def handshake_paragraph(r: Results) -> list[str]:
 
 
 def _workers_section(r: Results) -> list[str]:
-    if not r.workers:
+    if not r.workers or any(k.count("|") != 2 for k in r.workers):
         return []
     s = r.settings
-    few, many = min(r.workers), max(r.workers)
     lines = [
-        "## workers=N scaling",
+        "## Workers: does the server CPU per handshake grow with workers?",
         "",
-        f"Caveat: this machine has {_plural(s.cpus, 'core')}, and the load generator (`openssl s_time`, a full "
-        "client handshake each time: key share, certificate signature check) runs on the same cores as the "
-        "workers, so nothing is pinned in this phase and the workers compete with the clients. Server CPU per "
-        "handshake shows whether more workers add overhead per handshake; the server CPU per wall second shows "
-        "whether the server was the bottleneck at all.",
-        "",
-    ]
-    one = r.workers[few]
-    limit = r.targets["workers"]
-    saturated = one.server_utilization >= s.saturated * few
-    lines += [
-        f"With {_plural(few, 'worker')} the server used {one.server_utilization:.2f} CPU seconds per second while "
-        f"the s_time clients used {one.client_cpu_seconds / one.wall_seconds:.2f}: a client handshake cost "
-        f"{one.client_cpu_seconds / one.handshakes * 1e6:.0f} µs of CPU against {one.cpu_per_handshake_us:.0f} µs "
-        "in the server. "
-        + (
-            f"The server was saturated, so the workers={many} / workers={few} ratio shows scaling, less the "
-            "clients' share of the cores."
-            if saturated
-            else f"The server was not saturated (below {s.saturated:g} CPU seconds per second per worker), so "
-            f"more workers cannot raise the rate: this run cannot demonstrate the {limit:g}x target either way; "
-            "that needs a machine where the clients have cores of their own."
-        ),
+        f"`tlskit serve --echo --workers N`, offered the same load in every configuration: `tlskit bench --rate "
+        f"{r.workers_rate:g}` (handshakes per second, {s.workers_load:.0%} of what one core does in this run, "
+        f"server or load generator, whichever is slower) for {s.workers_seconds} s, {s.workers_concurrency} "
+        "connections at a time at most. Server CPU is summed over all its processes (the parent, which only "
+        "supervises, and the workers); wake-ups are voluntary context switches (a process slept in `epoll_wait` "
+        "and was woken).",
         "",
     ]
-    if many != few:
-        two = r.workers[many]
-        change = two.cpu_per_handshake_us / one.cpu_per_handshake_us - 1
+    body = []
+    for key, h in r.workers.items():
+        n, server_cpus, load_cpus = key.split("|")
+        procs = " + ".join(f"{c / h.handshakes * 1e6:.0f}" for c in h.per_process_cpu)
+        woken = " + ".join(f"{w / h.handshakes:.3f}" for w in h.per_process_wakeups)
+        body.append(
+            [_plural(int(n), "worker"), server_cpus, load_cpus, str(h.handshakes), f"{h.rate:.0f}",
+             f"{h.cpu_per_handshake_us:.0f}", f"{h.user_per_handshake_us:.0f}", f"{h.sys_per_handshake_us:.0f}",
+             procs, woken, f"{h.client_cpu_seconds / h.handshakes * 1e6:.0f}"]
+        )  # fmt: skip
+    header = ["server", "server CPUs", "load CPUs", "handshakes", "handshakes/s", "server CPU µs/hs", "user µs/hs",
+              "sys µs/hs", "µs/hs per process (parent first)", "wake-ups/hs per process",
+              "load generator µs/hs"]  # fmt: skip
+    lines += [*_table(header, body), ""]
+    offered = r.workers_rate * s.workers_seconds
+    short = [k for k, h in r.workers.items() if h.handshakes < 0.95 * offered]
+    if short:
         lines += [
-            f"Server CPU per handshake: {one.cpu_per_handshake_us:.0f} µs with {_plural(few, 'worker')}, "
-            f"{two.cpu_per_handshake_us:.0f} µs with {many} ({change:+.0%}); the per-process column shows how evenly "
-            "SO_REUSEPORT spread the connections.",
+            "Below the offered load (fewer than 95 % of the handshakes offered were made): "
+            + ", ".join(_workers_label(k) for k in short)
+            + ". Those configurations were saturated, so their CPU per handshake is not comparable.",
             "",
         ]
-    body = []
-    for n, h in sorted(r.workers.items()):
-        split = " + ".join(f"{c:.2f}" for c in h.per_process_cpu)
-        body.append(
-            [f"workers={n}", str(h.handshakes), f"{h.wall_seconds:.2f}", f"{h.rate:.0f}",
-             f"{h.server_cpu_seconds:.2f} ({split})", f"{h.cpu_per_handshake_us:.0f}", f"{h.client_cpu_seconds:.2f}"]
-        )  # fmt: skip
-    header = ["server", "handshakes", "wall s", "handshakes/s", "server CPU s (per process)", "server CPU µs/hs",
-              "client CPU s"]  # fmt: skip
-    return [*lines, *_table(header, body), ""]
+    lines += _workers_findings(r)
+    return lines
+
+
+def _workers_label(key: str) -> str:
+    n, server_cpus, load_cpus = key.split("|")
+    return f"{_plural(int(n), 'worker')} on CPU {server_cpus} with the load on CPU {load_cpus}"
+
+
+def _workers_findings(r: Results) -> list[str]:
+    """What the configurations show, pair by pair (same CPUs, one worker against two)."""
+    pairs: dict[tuple[str, str], dict[int, HandshakeResult]] = {}
+    for key, h in r.workers.items():
+        n, server_cpus, load_cpus = key.split("|")
+        pairs.setdefault((server_cpus, load_cpus), {})[int(n)] = h
+    sentences = []
+    for (server_cpus, load_cpus), by_n in pairs.items():
+        if len(by_n) < 2:
+            continue
+        one, two = by_n[min(by_n)], by_n[max(by_n)]
+        change = two.cpu_per_handshake_us / one.cpu_per_handshake_us - 1
+        d_user = two.user_per_handshake_us - one.user_per_handshake_us
+        d_sys = two.sys_per_handshake_us - one.sys_per_handshake_us
+        parent = two.per_process_cpu[0] / two.handshakes * 1e6 if two.per_process_cpu else 0.0
+        wake_one, wake_two = one.wakeups_per_handshake, two.wakeups_per_handshake
+        where = f"server on CPU {server_cpus}, load on CPU {load_cpus}"
+        text = (
+            f"With the {where}: {one.cpu_per_handshake_us:.0f} µs per handshake with {_plural(min(by_n), 'worker')}, "
+            f"{two.cpu_per_handshake_us:.0f} µs with {max(by_n)} ({change:+.1%}; user {d_user:+.0f} µs, system "
+            f"{d_sys:+.0f} µs); the parent used {parent:.1f} µs per handshake; wake-ups per handshake, all processes: "
+            f"{wake_one:.2f} and {wake_two:.2f}."
+        )
+        sentences.append(text)
+    return [" ".join(sentences), ""] if sentences else []
+
+
+def _scaling_section(r: Results) -> list[str]:
+    """Scaling on paper: handshakes per second per core, from the measured single-process costs."""
+    full = r.handshakes.get("tlskit")
+    client = r.clients.get("tlskit bench")
+    if full is None:
+        return []
+    s = r.settings
+    server_us = full.cpu_per_handshake_us
+    growth = workers_growth(r)
+    factor = growth[1].cpu_per_handshake_us / growth[0].cpu_per_handshake_us if growth else 1.0
+    per_core = 1e6 / server_us
+    lines = [
+        "## Scaling on paper",
+        "",
+        f"This machine has {_plural(s.cpus, 'core')}, so it cannot show workers scaling with the load generator "
+        "on cores of its own; the model below is computed from this run's single-process figures. A server core "
+        f"does {per_core:.0f} handshakes per second, the inverse of {server_us:.0f} µs, tlskit's server CPU per full "
+        "TLS 1.3 handshake (handshake phase, one process). With N workers on N cores and the load generated "
+        "elsewhere, N times that"
+        + (
+            f", divided by {factor:.2f} for the per-handshake growth measured with two workers"
+            if growth is not None
+            else ""
+        )
+        + ".",
+    ]
+    rows = []
+    for n in s.scaling_cores:
+        dedicated = n * per_core / max(factor, 1.0)
+        cells = [str(n), f"{dedicated:,.0f}"]
+        if client is not None:
+            shared = n * 1e6 / (server_us * max(factor, 1.0) + client.cpu_per_handshake_us)
+            cells.append(f"{shared:,.0f}")
+        rows.append(cells)
+    if client is not None:
+        lines[-1] += (
+            f" Where the load generator shares the cores (as here), each handshake also costs the client "
+            f"{client.cpu_per_handshake_us:.0f} µs (tlskit bench, load generator phase), so N cores make N / "
+            f"({server_us * max(factor, 1.0):.0f} + {client.cpu_per_handshake_us:.0f} µs) handshakes per second."
+        )
+    header = [
+        "cores",
+        "handshakes/s, server alone on them",
+        *(["handshakes/s, sharing with tlskit bench"] if client else []),
+    ]
+    lines += ["", *_table(header, rows), ""]
+    lines += [
+        "Assumptions: the kernel spreads connections evenly over the workers (SO_REUSEPORT hashes each "
+        "connection's addresses and ports); the workers share nothing but the session ticket key (separate "
+        "processes, no locks between them); the per-handshake cost stays what one process measured here (the "
+        "workers phase checks that for two); the cores are like this machine's; the network, memory bandwidth "
+        "and the accept queues are not the limit.",
+        "",
+    ]
+    return lines
+
+
+def client_rows(r: Results) -> list[list[str]]:
+    """The load generators' ceiling: one line each, and the ratio with its verdict."""
+    tl, st = r.clients.get("tlskit bench"), r.clients.get("s_time")
+    body = [
+        [name, str(c.handshakes), f"{c.cpu_seconds:.2f}", f"{c.per_cpu_second:.0f}", f"{c.cpu_per_handshake_us:.0f}",
+         f"{c.handshakes / c.rusage_cpu_seconds:.0f}"]
+        for name, c in r.clients.items()
+    ]  # fmt: skip
+    if tl is not None and st is not None:
+        ratio = tl.per_cpu_second / st.per_cpu_second
+        limit = r.targets["clients"]
+        body.append(["tlskit bench / s_time", "", "", f"{ratio:.2f}x", f">= {limit:g}x", _yes(ratio >= limit)])
+    return body
+
+
+def _yes(met: bool) -> str:
+    return "yes" if met else "**no**"
+
+
+def _clients_section(r: Results) -> list[str]:
+    if not r.clients:
+        return []
+    s = r.settings
+    return [
+        "## The load generator's own ceiling",
+        "",
+        f"`tlskit bench --insecure --request ''` and `openssl s_time -new -no-CAfile -no-CApath -no-CAstore` (the "
+        f"same work: full handshakes, nothing verified, no data), each alone on CPU {s.load_cpu} against the same "
+        f"`tlskit serve --echo` on CPU {s.server_cpu}, {s.client_rounds} alternating rounds of {s.client_seconds} s. "
+        "Handshakes per second of the client's own CPU (user + system): tlskit bench's own figure for its handshake "
+        "phase, s_time's rusage. The last column counts the whole process for both (tlskit bench's start-up "
+        "included).",
+        "",
+        *_table(CLIENT_HEADER, client_rows(r)),
+        "",
+    ]
+
+
+CLIENT_HEADER = ["load generator", "handshakes", "CPU s", "handshakes per CPU s", "CPU µs per handshake",
+                 "per CPU s, whole process"]  # fmt: skip
+_OPENSSL_GROUPS = (
+    "libcrypto (OpenSSL)",
+    "libssl (OpenSSL)",
+    "cryptography's _rust (statically linked OpenSSL helpers)",
+    "node: OpenSSL",
+)
+
+
+def _breakdown_section(r: Results) -> list[str]:
+    b, sc = r.breakdown, r.syscalls
+    if not b and not sc:
+        return []
+    s = r.settings
+    lines = [
+        "## Where the time goes",
+        "",
+        f"Counted, not timed, so other load on the machine does not change these figures. Instructions: each "
+        f"server ran under valgrind's callgrind; after a warm-up of {s.breakdown_warmup} full and "
+        f"{s.breakdown_warmup} resumed handshakes, `tlskit bench` made {s.breakdown_handshakes} full handshakes, "
+        f"then {s.breakdown_handshakes} full and {s.breakdown_handshakes} resumed ones, and the bench dumped "
+        "callgrind's counters after each batch (`callgrind_control --dump`), so start-up is in none of them; "
+        "resumed = (third batch - second) / count. Node links OpenSSL, libuv and V8 into its executable; its debug "
+        "information tells them apart. Thousands of instructions per handshake (the kernel's work is not counted "
+        "here; see the system calls below):",
+        "",
+    ]
+    kinds = [k for k in ("tlskit full", "tlskit resumed", "node full", "node resumed") if k in b]
+    groups: list[str] = []
+    for k in kinds:
+        groups += [g for g in b[k].by_group if g not in groups]
+    body = [[g, *(f"{b[k].by_group[g] / 1e3:.0f}" if g in b[k].by_group else "-" for k in kinds)] for g in groups]
+    body.append(["total", *(f"{b[k].total / 1e3:.0f}" for k in kinds)])
+    lines += [*_table(["where", *kinds], body), ""]
+    sentences = []
+    for what in ("full", "resumed"):
+        tl, node = b.get(f"tlskit {what}"), b.get(f"node {what}")
+        if tl is None or node is None:
+            continue
+        ssl_tl = sum(v for g, v in tl.by_group.items() if g in _OPENSSL_GROUPS)
+        ssl_node = sum(v for g, v in node.by_group.items() if g in _OPENSSL_GROUPS)
+        sentences.append(
+            f"Per {what} handshake tlskit's server executed {tl.total / 1e6:.2f} M instructions and Node's "
+            f"{node.total / 1e6:.2f} M ({tl.total / node.total:.2f}x); OpenSSL's code {ssl_tl / 1e6:.2f} M and "
+            f"{ssl_node / 1e6:.2f} M, everything else (interpreter or JavaScript engine, event loop, libc) "
+            f"{(tl.total - ssl_tl) / 1e6:.2f} M and {(node.total - ssl_node) / 1e6:.2f} M."
+        )
+    for side in ("tlskit", "node"):
+        full, resumed = b.get(f"{side} full"), b.get(f"{side} resumed")
+        if full is not None and resumed is not None:
+            change = 1 - resumed.total / full.total
+            who = "tlskit" if side == "tlskit" else "Node"
+            sentences.append(
+                f"Resumption saves {who} {change:.0%} of the instructions of a full handshake."
+                if change >= 0
+                else f"Resumption costs {who} {-change:.0%} more instructions than a full handshake."
+            )
+    if sentences:
+        lines += [" ".join(sentences), ""]
+    if sc:
+        names = sorted({n for v in sc.values() for n in v.per_handshake}, key=lambda n: -max(
+            v.per_handshake.get(n, 0.0) for v in sc.values()))  # fmt: skip
+        body = [[n, *(f"{sc[k].per_handshake[n]:.2f}" if n in sc[k].per_handshake else "-" for k in sc)] for n in names]
+        body.append(["total", *(f"{v.total:.1f}" for v in sc.values())])
+        counts = " and ".join(f"{v.handshakes}" for v in sc.values())
+        lines += [
+            f"System calls per full handshake (`strace -c -f` attached to the running server after a warm-up, "
+            f"{counts} handshakes; the server's side of each connection: accept, reads and writes, closing):",
+            "",
+            *_table(["system call", *(LABELS.get(k, k) for k in sc)], body),
+            "",
+        ]
+        tl_sc, node_sc = sc.get("tlskit"), sc.get("node")
+        if tl_sc is not None and node_sc is not None:
+            more = [(n, tl_sc.per_handshake.get(n, 0.0) - node_sc.per_handshake.get(n, 0.0)) for n in names]
+            extra = ", ".join(f"{n} {d:+.2f}" for n, d in more if d >= 0.5)
+            fewer = ", ".join(f"{n} {d:+.2f}" for n, d in more if d <= -0.5)
+            lines += [
+                f"tlskit's server made {tl_sc.total:.1f} system calls per handshake, Node's {node_sc.total:.1f}. "
+                + (f"tlskit makes more of: {extra}. " if extra else "")
+                + (f"Node makes more of: {fewer}." if fewer else ""),
+                "",
+            ]
+    return lines
+
+
+def _resumed_section(r: Results) -> list[str]:
+    if not r.resumed:
+        return []
+    lines = ["## Resumed handshakes", ""]
+    refused = [k for k, h in r.resumed.items() if not h.all_resumed]
+    if refused:
+        lines += [
+            "**Resumption failed on "
+            + ", ".join(
+                f"{LABELS.get(k, k)} ({r.resumed[k].resumed} of {r.resumed[k].handshakes} resumed)" for k in refused
+            )
+            + "**: the resumed figures are not compared.",
+            "",
+        ]
+    parts = []
+    for k, h in r.resumed.items():
+        full = r.handshakes.get(k)
+        if full is None:
+            continue
+        saved = 1 - h.cpu_per_handshake_us / full.cpu_per_handshake_us
+        parts.append(
+            f"{LABELS.get(k, k)} {h.cpu_per_handshake_us:.0f} µs ({saved:.0%} less than its full handshake, "
+            f"{h.resumed} of {h.handshakes} resumed)"
+        )
+    if parts:
+        lines += [
+            "Server CPU per resumed TLS 1.3 handshake (same `tlskit bench --resume` runs as the full ones; the load "
+            "generator counts a handshake as resumed when OpenSSL says so): " + "; ".join(parts) + ".",
+            "",
+        ]
+    return lines
 
 
 def _method(r: Results) -> list[str]:
@@ -451,13 +721,14 @@ def _method(r: Results) -> list[str]:
         "the idle connections, divided by their number. Each connection completed its handshake and a short "
         "echo, then sits idle. Both readings follow a full garbage collection in the server (`gc.collect()`, "
         "V8 `gc()` via `--expose-gc`).",
-        "- CPU: utime + stime of the server process(es) from `/proc/PID/stat`, before and after the load.",
-        "- Handshakes: `openssl s_time -new` (C load generator, one full handshake per connection, no "
-        "resumption), several processes at once; the count is the sum of their `N connections` lines. A "
-        f"{s.s_time_warmup_seconds} s s_time warm-up runs first and is not counted. s_time runs with "
-        "`-no-CAfile -no-CApath -no-CAstore`: it does not verify the server either way, and these keep it from "
-        "reading the system CA store on every connection. Handshake rounds are interleaved across servers and "
-        "added up, so slow drift of the machine hits all alike.",
+        f"- CPU: utime + stime of the server process(es) from `/proc/PID/stat`: sampled every {s.sample_ms:g} ms "
+        "while the load generator runs, and read at the start and end of each of its phases (its report stamps "
+        "them).",
+        f"- Handshakes: one load generator for every server, `tlskit bench --insecure --request '' --resume "
+        f"--duration {s.handshake_seconds} --concurrency {s.bench_concurrency}` (handshake-only connections, as "
+        "`openssl s_time -new`: no data, the server not verified): full handshakes for the duration, then resumed "
+        "ones (TLS 1.3 session tickets) for as long. A warm-up run comes first and is not counted. Rounds are "
+        "interleaved across servers and added up, so slow drift of the machine hits all alike.",
         f"- In-process handshakes (`bench/handshake_micro.py`, pinned to CPU {s.server_cpu}): a client `SSLObject` "
         "and the server under test exchange the handshake through memory BIOs and only the server's calls are "
         f"timed (`time.process_time`); variants interleaved, median of {s.split_rounds} rounds of {s.split_count}.",
@@ -468,7 +739,10 @@ def _method(r: Results) -> list[str]:
         f"- Throughput: one TLS connection streaming in {s.stream_chunk_kib} KiB writes and reading the echo back "
         f"in the same non-blocking loop (stdlib `ssl`, `bench/stream_client.py`), after a {s.stream_warmup_mib} MiB "
         "warm-up.",
-        "- The Python servers log at ERROR level only (s_time drops every connection right after its handshake).",
+        "- tlskit's server is `tlskit serve --echo` as users start it, with its log (a line when a connection "
+        "opens and one when it closes) written to a file; the other Python servers (`bench/tlskit_echo.py`) log "
+        "errors only. `tlskit serve` has no command to force a garbage collection: its memory is read without "
+        "one (Python frees most objects at once, by reference counting).",
         "",
         "Settings:",
         "",
@@ -476,7 +750,8 @@ def _method(r: Results) -> list[str]:
         "warm-up connections",
         f"- concurrent connections (scale): {s.scale} from {s.scale_procs} client processes, then {s.fresh} fresh "
         "ones timed",
-        f"- handshakes: {s.s_time_procs} s_time processes x {s.s_time_seconds} s x {s.rounds} rounds per server",
+        f"- handshakes: {s.handshake_seconds} s of full and {s.handshake_seconds} s of resumed handshakes x "
+        f"{s.rounds} rounds per server, {s.bench_concurrency} connections at a time",
         f"- bytes echoed per server: {s.stream_mib} MiB",
         f"- wait for other load to pass: up to {s.quiet_wait:g} s per run",
         f"- date: {s.date}",
@@ -554,12 +829,13 @@ def _raw_sections(r: Results) -> list[str]:
               f"{m.pss_per_conn_kib:.1f}"] for k, m in r.memory.items()],
         )  # fmt: skip
         lines.append("")
-    if r.handshakes:
-        lines += [
-            f"Full TLS 1.3 handshakes (server on CPU {s.server_cpu}, s_time processes on CPU {s.load_cpu}):",
-            "",
-            *_handshake_table(r.handshakes),
-        ]
+    for what, data in (("Full", r.handshakes), ("Resumed", r.resumed)):
+        if data:
+            lines += [
+                f"{what} TLS 1.3 handshakes (server on CPU {s.server_cpu}, tlskit bench on CPU {s.load_cpu}):",
+                "",
+                *_handshake_table(data),
+            ]
     if r.split:
         lines += [
             "In-process handshakes (server side only, µs per handshake; one value per round):",
@@ -613,7 +889,7 @@ def _handshake_table(data: dict[str, HandshakeResult]) -> list[str]:
          f"{h.user_per_handshake_us:.0f}", f"{h.sys_per_handshake_us:.0f}", f"{h.client_cpu_seconds:.2f}"]
         for k, h in data.items()
     ]  # fmt: skip
-    header = ["server", "s_time procs", "handshakes", "wall s", "handshakes/s", "server CPU s", "server CPU/wall",
+    header = ["server", "client concurrency", "handshakes", "wall s", "handshakes/s", "server CPU s", "server CPU/wall",
               "server CPU µs/hs", "user µs/hs", "sys µs/hs", "client CPU s"]  # fmt: skip
     return [*_table(header, body), ""]
 
@@ -635,12 +911,20 @@ def render(r: Results) -> str:
         *_load_warning(r),
         *summary_table(r),
         "",
-        f"Ratios are {LABELS['tlskit']} over Node. Lower is better except for the workers ratio.",
+        f"Ratios are {LABELS['tlskit']} over Node (lower is better), except the workers row: {LABELS['tlskit']} with "
+        "two workers over one.",
         "",
+        *_verdicts(r),
+        *_clients_summary(r),
+        *_skipped(r),
         *settings_section(r),
         *design_paragraph(r),
         *handshake_paragraph(r),
+        *_resumed_section(r),
+        *_breakdown_section(r),
+        *_clients_section(r),
         *_workers_section(r),
+        *_scaling_section(r),
         *tunnel_section(r),
         *_method(r),
         *_raw_sections(r),
@@ -653,6 +937,42 @@ def render(r: Results) -> str:
     if r.errors:
         lines += ["## Errors in this run", "", *(f"- {name}: `{err}`" for name, err in r.errors.items()), ""]
     return "\n".join(lines)
+
+
+def _verdicts(r: Results) -> list[str]:
+    """Which targets this run met and which it did not, in one paragraph."""
+    met = [row for row in rows(r) if row.met and not row.info]
+    missed = [row for row in rows(r) if row.met is False and not row.info]
+    parts = []
+    for word, chosen in (("Met", met), ("Not met", missed)):
+        if chosen:
+            said = "; ".join(
+                f"{_lower_first(row.metric.split(' (')[0].strip())} ({_ratio(row)}, {row.target})" for row in chosen
+            )
+            parts.append(f"{word} in this run: {said}.")
+    return [" ".join(parts), ""] if parts else []
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _clients_summary(r: Results) -> list[str]:
+    if not r.clients:
+        return []
+    return [
+        "The load generator's ceiling (handshakes per second of its own CPU, each alone on the load CPU):",
+        "",
+        *_table(CLIENT_HEADER, client_rows(r)),
+        "",
+    ]
+
+
+def _skipped(r: Results) -> list[str]:
+    if not r.skipped:
+        return []
+    said = "; ".join(f"{what} ({why})" for what, why in r.skipped.items())
+    return [f"**Not measured in this run:** {said}.", ""]
 
 
 # -- README ----------------------------------------------------------------------------------------------------
@@ -682,7 +1002,23 @@ def readme_block(r: Results) -> str:
         [[row.metric.strip(), row.values.get("tlskit", "-"), row.values.get("node", "-"), _ratio(row), row.target,
           _met(row)] for row in rows(r)],
     )  # fmt: skip
-    return "\n".join([README_BEGIN, intro, "", *table, *tunnel_readme(r), README_END])
+    clients = _clients_summary(r)
+    example = []
+    if r.example:
+        example = [
+            "",
+            "`tlskit bench` against `tlskit serve --echo`, with a plaintext echo on the plain port (the output of "
+            "that run):",
+            "",
+            "```console",
+            f"$ {r.example_command}",
+            *r.example.splitlines(),
+            "```",
+        ]
+    return "\n".join(
+        [README_BEGIN, intro, "", *table, *(["", *clients[:-1]] if clients else []), *tunnel_readme(r), *example,
+         README_END]
+    )  # fmt: skip
 
 
 def replace_readme_block(readme: str, r: Results) -> str:

@@ -22,11 +22,19 @@ GIB = 1024**3
 
 @dataclass(frozen=True)
 class ServerKind:
-    """One server under test: a key, a label for tables, and how to start it (before pinning)."""
+    """One server under test: a key, a label for tables, and how to start it (before pinning).
+
+    ``ready``: where it says its port: ``stdout`` (a ``READY <port>`` line) or ``log`` (``tlskit serve``'s
+    ``listening on`` line in its log file).  ``collects``: it runs a full garbage collection when sent ``gc``.
+    ``stdin_stops``: it exits at the end of its stdin (else it is sent SIGTERM).
+    """
 
     key: str
     label: str
     argv: tuple[str, ...]
+    ready: str = "stdout"
+    collects: bool = True
+    stdin_stops: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,14 @@ class MemoryResult:
 
 @dataclass(frozen=True)
 class HandshakeResult:
-    """Full TLS 1.3 handshakes by ``openssl s_time -new`` processes, and the server CPU time they cost."""
+    """TLS 1.3 handshakes by a load generator, and the server CPU time they cost.
+
+    ``processes`` is the load generator's parallelism: ``tlskit bench --concurrency`` (connections at a time, one
+    process), or the number of client processes (the tunnel phase).  ``resumed`` counts the handshakes the load
+    generator saw resume (-1 where it cannot tell).  With workers, ``per_process_cpu`` and ``per_process_wakeups``
+    (voluntary context switches: the process slept and was woken, by epoll mostly) are per server process, the
+    parent first.
+    """
 
     kind: str
     processes: int
@@ -101,7 +116,9 @@ class HandshakeResult:
     server_user_seconds: float
     server_sys_seconds: float
     client_cpu_seconds: float
-    per_process_cpu: tuple[float, ...] = ()  # with workers: CPU seconds of each server process
+    per_process_cpu: tuple[float, ...] = ()
+    resumed: int = -1
+    per_process_wakeups: tuple[int, ...] = ()
 
     @property
     def server_cpu_seconds(self) -> float:
@@ -130,6 +147,8 @@ class HandshakeResult:
             self.server_sys_seconds + other.server_sys_seconds,
             self.client_cpu_seconds + other.client_cpu_seconds,
             tuple(a + b for a, b in zip(self.per_process_cpu, other.per_process_cpu, strict=False)),
+            -1 if min(self.resumed, other.resumed) < 0 else self.resumed + other.resumed,
+            tuple(a + b for a, b in zip(self.per_process_wakeups, other.per_process_wakeups, strict=False)),
         )
 
     @property
@@ -137,9 +156,81 @@ class HandshakeResult:
         return self.handshakes / self.wall_seconds
 
     @property
+    def all_resumed(self) -> bool:
+        """Every handshake resumed, as the load generator saw it."""
+        return self.resumed == self.handshakes > 0
+
+    @property
+    def wakeups_per_handshake(self) -> float:
+        return sum(self.per_process_wakeups) / self.handshakes
+
+    @property
     def server_utilization(self) -> float:
         """Server CPU seconds per wall second (1.0 = one core saturated)."""
         return self.server_cpu_seconds / self.wall_seconds
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """A load generator alone on the load CPU: handshakes it completed and the CPU time it used for them.
+
+    ``cpu_seconds`` is what the comparison uses: for ``tlskit bench`` the CPU time of its handshake phase (its own
+    report, ``time.process_time``: user + system, the interpreter's start-up excluded), for ``openssl s_time`` its
+    rusage (user + system of the whole process).  ``rusage_cpu_seconds`` is the whole process's rusage for both.
+    """
+
+    kind: str
+    handshakes: int
+    wall_seconds: float
+    cpu_seconds: float
+    rusage_cpu_seconds: float
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.handshakes / self.cpu_seconds
+
+    @property
+    def cpu_per_handshake_us(self) -> float:
+        return self.cpu_seconds / self.handshakes * 1e6
+
+    def __add__(self, other: ClientResult) -> ClientResult:
+        return ClientResult(
+            self.kind,
+            self.handshakes + other.handshakes,
+            self.wall_seconds + other.wall_seconds,
+            self.cpu_seconds + other.cpu_seconds,
+            self.rusage_cpu_seconds + other.rusage_cpu_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Instructions a server executed per handshake (valgrind callgrind), by where they ran.
+
+    ``by_group`` maps a group (a shared object, or for a binary with OpenSSL linked in, the part of it: see
+    bench/breakdown.py) to instructions per handshake; ``handshakes`` is the batch the figures are divided by.
+    """
+
+    kind: str  # "tlskit full", "node resumed", ...
+    handshakes: int
+    by_group: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.by_group.values())
+
+
+@dataclass(frozen=True)
+class SyscallResult:
+    """System calls a server made per handshake (``strace -c -f``, attached after a warm-up), by name."""
+
+    kind: str
+    handshakes: int
+    per_handshake: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.per_handshake.values())
 
 
 @dataclass(frozen=True)
@@ -202,10 +293,18 @@ class Settings:
     scale_procs: int = 0
     fresh: int = 0
     warmup_conns: int = 0
-    s_time_procs: int = 0
-    s_time_seconds: int = 0
-    s_time_warmup_seconds: int = 0
+    handshake_seconds: int = 0  # tlskit bench --duration: seconds of full, then of resumed handshakes
+    bench_concurrency: int = 0  # tlskit bench --concurrency in the handshake and load generator phases
     rounds: int = 0
+    client_seconds: int = 0  # seconds per load generator and round, alone on the load CPU
+    client_rounds: int = 0
+    workers_seconds: int = 0
+    workers_concurrency: int = 0
+    workers_load: float = 0.0  # the offered load as a share of one core's capacity
+    breakdown_handshakes: int = 0  # handshakes per counted batch under callgrind and strace
+    breakdown_warmup: int = 0
+    scaling_cores: tuple[int, ...] = ()  # the core counts the scaling model is computed for
+    sample_ms: float = 0.0  # how often the server's CPU times are read while a load generator runs
     stream_mib: int = 0
     stream_warmup_mib: int = 0
     stream_chunk_kib: int = 0
@@ -243,7 +342,21 @@ class Results:
     handshakes: dict[str, HandshakeResult] = field(default_factory=dict)
     streams: dict[str, StreamResult] = field(default_factory=dict)
     scale: dict[str, ScaleResult] = field(default_factory=dict)
-    workers: dict[int, HandshakeResult] = field(default_factory=dict)
+    resumed: dict[str, HandshakeResult] = field(default_factory=dict)
+    """Resumed TLS 1.3 handshakes, measured in the same ``tlskit bench --resume`` runs as ``handshakes``."""
+    clients: dict[str, ClientResult] = field(default_factory=dict)
+    """The load generators' own ceiling: ``tlskit bench`` and ``openssl s_time`` alone on the load CPU."""
+    breakdown: dict[str, Breakdown] = field(default_factory=dict)
+    syscalls: dict[str, SyscallResult] = field(default_factory=dict)
+    workers: dict[str, HandshakeResult] = field(default_factory=dict)
+    """Server CPU per handshake at a fixed offered load, by configuration (workers and CPUs)."""
+    workers_rate: float = 0.0
+    """The offered load of the workers phase, handshakes per second."""
+    example: str = ""
+    """The text report of one ``tlskit bench`` run (the README shows it)."""
+    example_command: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Phases not run, and why (a missing tool)."""
     tunnel_memory: dict[str, MemoryResult] = field(default_factory=dict)
     """``tlskit tunnel`` and stunnel4: tunnel memory per idle tunnelled connection (bench/tunnel_bench.py)."""
     tunnel_handshakes: dict[str, HandshakeResult] = field(default_factory=dict)

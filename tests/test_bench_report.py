@@ -23,6 +23,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import report  # noqa: E402
 from harness import Memory  # noqa: E402
 from results import (  # noqa: E402
+    Breakdown,
+    ClientResult,
     HandshakeResult,
     MemoryResult,
     Probe,
@@ -31,6 +33,7 @@ from results import (  # noqa: E402
     Settings,
     SplitResult,
     StreamResult,
+    SyscallResult,
     from_json,
     to_json,
 )
@@ -44,7 +47,7 @@ NAMES = ("TLS 1.3", "V8 ")
 CLAIMS = re.compile(
     r"\| yes \||\*\*no\*\*|\bmet\b(?!\?)|µs over|pass: \d|\| pass \||FAIL|same OpenSSL version|"
     r"different OpenSSL versions|same library file|separate builds|same libssl file|not on Python's libssl|"
-    r"saturated|saves|costs|within the|"
+    r"saturated|saves|costs|within the|Resumption failed|no comparison|Not measured|"
     r"did not run with the same settings|each sent|\*\*Warning"
 )
 
@@ -77,10 +80,18 @@ def fake_run() -> Results:
             scale_procs=4,
             fresh=5,
             warmup_conns=50,
-            s_time_procs=4,
-            s_time_seconds=5,
-            s_time_warmup_seconds=1,
+            handshake_seconds=3,
+            bench_concurrency=8,
             rounds=2,
+            client_seconds=4,
+            client_rounds=2,
+            workers_seconds=4,
+            workers_concurrency=32,
+            workers_load=0.5,
+            breakdown_handshakes=200,
+            breakdown_warmup=20,
+            scaling_cores=(1, 2, 4, 8, 16),
+            sample_ms=20.0,
             stream_mib=1024,
             stream_warmup_mib=16,
             stream_chunk_kib=64,
@@ -96,7 +107,7 @@ def fake_run() -> Results:
             tlskit_loop="uvloop 0.23.0",
             stdlib_read_buffer=262_144,
         ),
-        targets={"memory": 0.5, "handshake": 0.8, "gib": 0.7, "workers": 1.7},
+        targets={"memory": 0.5, "handshake": 0.8, "resumed": 0.7, "gib": 0.6, "clients": 1.0, "workers": 1.05},
         tickets_configured=1,
         openssl={
             "python": "OpenSSL 3.0.19 27 Jan 2026",
@@ -112,12 +123,41 @@ def fake_run() -> Results:
             "node": MemoryResult("node", 2000, 0, 1.9, mem(53_392, 51_107), mem(147_616, 145_012)),
         },
         handshakes={
-            "tlskit": HandshakeResult("tlskit", 4, 20_734, 12.0, 4.2, 1.06, 11.8),
-            "tlskit-asyncio": HandshakeResult("tlskit-asyncio", 4, 21_912, 12.0, 6.66, 1.23, 11.79),
-            "stdlib": HandshakeResult("stdlib", 4, 21_602, 12.0, 7.67, 1.06, 11.73),
-            "node": HandshakeResult("node", 4, 20_713, 12.0, 5.86, 1.08, 11.51),
-            "openssl": HandshakeResult("openssl", 4, 15_261, 12.0, 3.75, 2.26, 8.22),
+            "tlskit": HandshakeResult("tlskit", 8, 20_734, 12.0, 4.2, 1.06, 11.8, (), 0),
+            "tlskit-asyncio": HandshakeResult("tlskit-asyncio", 8, 21_912, 12.0, 6.66, 1.23, 11.79, (), 0),
+            "stdlib": HandshakeResult("stdlib", 8, 21_602, 12.0, 7.67, 1.06, 11.73, (), 0),
+            "node": HandshakeResult("node", 8, 20_713, 12.0, 5.86, 1.08, 11.51, (), 0),
+            "openssl": HandshakeResult("openssl", 8, 15_261, 12.0, 3.75, 2.26, 8.22, (), 0),
         },
+        resumed={
+            "tlskit": HandshakeResult("tlskit", 8, 24_101, 12.0, 3.1, 1.0, 10.2, (), 24_101),
+            "tlskit-asyncio": HandshakeResult("tlskit-asyncio", 8, 23_001, 12.0, 5.1, 1.2, 10.3, (), 23_001),
+            "stdlib": HandshakeResult("stdlib", 8, 22_871, 12.0, 6.2, 1.0, 10.4, (), 22_871),
+            "node": HandshakeResult("node", 8, 23_512, 12.0, 6.4, 1.1, 10.1, (), 23_512),
+            "openssl": HandshakeResult("openssl", 8, 17_013, 12.0, 3.3, 2.1, 7.9, (), 17_013),
+        },
+        clients={
+            "s_time": ClientResult("s_time", 9_013, 8.1, 8.02, 8.02),
+            "tlskit bench": ClientResult("tlskit bench", 10_511, 8.0, 7.91, 8.83),
+        },
+        breakdown={
+            "tlskit full": Breakdown(
+                "tlskit full", 200, {"libcrypto (OpenSSL)": 2_101_000.0, "libc": 251_000.0, "libpython": 203_000.0}
+            ),
+            "tlskit resumed": Breakdown(
+                "tlskit resumed", 200, {"libcrypto (OpenSSL)": 1_201_000.0, "libc": 211_000.0, "libpython": 199_000.0}
+            ),
+            "node full": Breakdown("node full", 200, {"node: OpenSSL": 2_401_000.0, "node: V8": 811_000.0}),
+            "node resumed": Breakdown("node resumed", 200, {"node: OpenSSL": 1_903_000.0, "node: V8": 791_000.0}),
+        },
+        syscalls={
+            "tlskit": SyscallResult("tlskit", 200, {"write": 4.0, "read": 3.0, "setsockopt": 1.0, "epoll_wait": 3.1}),
+            "node": SyscallResult("node", 200, {"write": 2.0, "read": 3.0, "epoll_wait": 2.9}),
+        },
+        workers_rate=310.0,
+        example="tlskit bench localhost:8443: TLSv1.3, TLS_AES_256_GCM_SHA384, 8 connections at a time\n"
+        "full handshakes: 500 of 500 in 1.91 s, 262/s",
+        example_command="tlskit bench localhost:8443 --ca root.pem --resume --bytes 64M --plain-port 8080",
         streams={
             key: StreamResult(key, 2**30, secs, cpu, 1.1, "TLSv1.3 TLS_AES_256_GCM_SHA384")
             for key, secs, cpu in (
@@ -132,8 +172,12 @@ def fake_run() -> Results:
             "node": ScaleResult("node", 10_000, 10_000, 0, 9.5, mem(53_352, 1), mem(413_220, 2), 5, 5, (0.0021,)),
         },
         workers={
-            1: HandshakeResult("workers=1", 4, 13_664, 6.02, 5.1, 0.66, 7.11, (5.76,)),
-            2: HandshakeResult("workers=2", 4, 24_891, 6.0, 7.3, 1.9, 6.89, (0.01, 4.6, 4.59)),
+            "1|0|1": HandshakeResult("1|0|1", 32, 1_241, 4.01, 1.01, 0.21, 2.11, (1.22,), -1, (1_402,)),
+            "2|0|1": HandshakeResult("2|0|1", 32, 1_239, 4.02, 1.02, 0.22, 2.1, (0.01, 0.62, 0.61), -1, (31, 801, 799)),
+            "1|0,1|0,1": HandshakeResult("1|0,1|0,1", 32, 1_240, 4.0, 1.03, 0.23, 2.2, (1.26,), -1, (1_391,)),
+            "2|0,1|0,1": HandshakeResult(
+                "2|0,1|0,1", 32, 1_238, 4.03, 1.05, 0.26, 2.3, (0.02, 0.66, 0.63), -1, (40, 821, 812)
+            ),
         },
         split={
             "raw:tickets2": SplitResult("raw:tickets2", 2, 2, (181.0, 182.5, 183.1)),
@@ -156,8 +200,11 @@ def flipped_run() -> Results:
     r.handshakes["tlskit"] = dataclasses.replace(r.handshakes["tlskit"], server_user_seconds=6.61)
     r.streams["tlskit"] = dataclasses.replace(r.streams["tlskit"], server_cpu_seconds=1.62)
     r.scale["tlskit"] = dataclasses.replace(r.scale["tlskit"], opened=9_000)
-    r.workers[1] = dataclasses.replace(r.workers[1], server_user_seconds=2.1)
-    r.workers[2] = dataclasses.replace(r.workers[2], handshakes=14_000)
+    r.workers["2|0|1"] = dataclasses.replace(r.workers["2|0|1"], server_user_seconds=1.6)
+    r.resumed["node"] = dataclasses.replace(r.resumed["node"], resumed=12)
+    r.clients["tlskit bench"] = dataclasses.replace(r.clients["tlskit bench"], cpu_seconds=11.2)
+    r.skipped["tunnel"] = "stunnel4 is not installed"
+    r.breakdown["tlskit resumed"] = Breakdown("tlskit resumed", 200, {"libcrypto (OpenSSL)": 2_901_000.0})
     r.split["raw:tickets1"] = SplitResult("raw:tickets1", 1, 1, (175.0, 181.9, 190.0))
     r.split["engine"] = SplitResult("engine", 1, 1, (201.0, 202.2, 203.0))
     r.foreign["memory tlskit"] = (3.8, 2.5)
@@ -178,8 +225,8 @@ def perturbed(value: Any) -> Any:
         return value
     if isinstance(value, int):
         return value + 3 + value * value % 9967
-    if isinstance(value, float):
-        return 1.37 * value + 0.71
+    if isinstance(value, float):  # a power, so that ratios of large numbers change too
+        return (1.37 * abs(value) ** 1.07 + 0.71) * (1 if value >= 0 else -1)
     if isinstance(value, str):
         return re.sub(r"\d", lambda m: str((int(m.group()) + 3) % 10), value)
     if isinstance(value, dict):
@@ -245,7 +292,15 @@ def test_every_claim_in_the_report_changes_with_the_verdicts() -> None:
         ),
         ("(within the", "µs against the bare `SSLObject` with the same 1 ticket."),
         ("(met).", "µs over."),
-        ("The server was saturated", "The server was not saturated"),
+        (
+            "| tlskit bench / s_time |  |  | 1.18x | >= 1x | yes |",
+            "| tlskit bench / s_time |  |  | 0.84x | >= 1x | **no** |",
+        ),
+        ("Met in this run: server memory", "Not met in this run: server memory"),
+        ("23512 of 23512 resumed)", "**Resumption failed on Node tls (12 of 23512 resumed)**"),
+        ("| <= 0.7x Node | yes |", "| <= 0.7x Node: no comparison, resumption failed | n/a |"),
+        ("(same offered load, server on CPU 0) | 1.02x", "(same offered load, server on CPU 0) | 1.49x"),
+        ("| 1.02x | <= 1.05x | yes |", "| 1.49x | <= 1.05x | **no** |"),
         ("| One process holds 10,000 TLS connections and serves new ones | pass", "| FAIL:"),
         (
             "every server negotiated TLS_AES_256_GCM_SHA384",
@@ -256,6 +311,7 @@ def test_every_claim_in_the_report_changes_with_the_verdicts() -> None:
         assert opposite in bad and opposite not in good, opposite
     assert "**Warning:**" in bad and "**Warning:**" not in good
     assert "## Errors in this run" in bad and "## Errors" not in good
+    assert "**Not measured in this run:** tunnel (stunnel4 is not installed)." in bad and "Not measured" not in good
 
 
 def test_report_verdicts_follow_the_targets_in_the_data() -> None:
@@ -287,7 +343,7 @@ def test_run_data_survives_json() -> None:
     again = from_json(to_json(r))
     assert again == r
     assert report.render(again) == report.render(r)
-    assert isinstance(next(iter(again.workers)), int)
+    assert next(iter(again.workers)) == "1|0|1"
 
 
 def test_committed_document_is_the_committed_data_rendered() -> None:

@@ -108,3 +108,95 @@ def test_parse_libssl() -> None:
     assert harness.parse_libssl(maps.replace("libssl", "libcrypto")) == ""
     mapped = Path("/proc/self/maps").read_text().split()
     assert harness.mapped_libssl(os.getpid()) in ("", *mapped)
+
+
+def test_parse_listening() -> None:
+    log = "serve: listening on 127.0.0.1:40123\nserve: 127.0.0.1:5555 connected: ...\n"
+    assert harness.parse_listening(log) == 40123
+    assert harness.parse_listening("==123== Callgrind, a call-graph generating cache profiler\n") is None
+
+
+STRACE_C = """% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 40.10    0.004011           2      1500           write
+ 30.00    0.003000           1      1800       300 read
+  0.50    0.000050           0       200           setsockopt
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.010000           2      3500       300 total
+"""
+
+
+def test_parse_strace_summary() -> None:
+    assert harness.parse_strace_summary(STRACE_C) == {"write": 1500, "read": 1800, "setsockopt": 200}
+
+
+def test_parse_voluntary_switches() -> None:
+    status = "Name:\tpython\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t56\n"
+    assert harness.parse_voluntary_switches(status) == 1234
+
+
+def test_interpolate_between_samples() -> None:
+    samples = [
+        harness.Sample(10.0, {7: (1.0, 0.5)}, {7: 100}),
+        harness.Sample(12.0, {7: (3.0, 1.5)}, {7: 300}),
+    ]
+    assert harness.interpolate(samples, 10.5) == ({7: (1.5, 0.75)}, {7: 100})
+    assert harness.interpolate(samples, 9.0) == ({7: (1.0, 0.5)}, {7: 100})
+    assert harness.interpolate(samples, 13.0) == ({7: (3.0, 1.5)}, {7: 300})
+    sampler = harness.CpuSampler([7])
+    sampler.samples = samples
+    assert sampler.between(10.0, 12.0) == ({7: (2.0, 1.0)}, {7: 200})
+
+
+# A callgrind output file, names compressed as callgrind writes them.
+CALLGRIND = """version: 1
+creator: callgrind-3.19.0
+events: Ir
+
+ob=(1) /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+fl=(1) ???
+fn=(1) EVP_DigestVerify
+0 1000
+cob=(2) /usr/lib/x86_64-linux-gnu/libc.so.6
+cfi=(2) ???
+cfn=(2) malloc
+calls=2 0
+0 300
++1 50
+
+ob=(2)
+fl=(2)
+fn=(2)
+0 300
+
+ob=(3) /usr/bin/node
+fl=(3) ../deps/openssl/openssl/crypto/ec/ecp_nistz256.c
+fn=(3) ecp_nistz256_point_mul
+0 700
+fi=(4) ../deps/v8/src/heap/heap.cc
++2 20
+fn=(4) node::Start
+fl=(5) ../src/node.cc
+0 5
+
+totals: 2375
+"""
+
+
+def test_callgrind_self_cost_by_object_and_file() -> None:
+    import breakdown
+    import callgrind
+
+    costs = callgrind.by_object_file(CALLGRIND.splitlines())
+    assert costs[("/usr/lib/x86_64-linux-gnu/libcrypto.so.3", "???")] == 1050  # the call's inclusive 300 skipped
+    assert costs[("/usr/lib/x86_64-linux-gnu/libc.so.6", "???")] == 300
+    assert costs[("/usr/bin/node", "../deps/openssl/openssl/crypto/ec/ecp_nistz256.c")] == 700
+    assert costs[("/usr/bin/node", "../deps/v8/src/heap/heap.cc")] == 20
+    assert callgrind.by_object(CALLGRIND.splitlines())["/usr/bin/node"] == 725
+    assert breakdown.grouped(costs, 5) == {
+        "libcrypto (OpenSSL)": 210.0,
+        "node: OpenSSL": 140.0,
+        "libc": 60.0,
+        "node: V8": 4.0,
+        "node: its own C++": 1.0,
+    }
