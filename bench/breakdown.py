@@ -35,20 +35,26 @@ _DUMP_WAIT = 120.0  # seconds for callgrind to write a dump
 _SETTLE = 1.0  # seconds for the server to finish the last connections of a batch (closing, logging)
 
 
-def group(obj: str, source: str) -> str:
+# C code linked into Node's executable that is not OpenSSL, by function name prefix.
+_NODE_C_OTHERS = ("uv_", "uv__", "ares_", "nghttp2_", "nghttp3_", "ngtcp2_", "llhttp_", "uvwasi_", "icu", "uprv_",
+                  "u_", "deflate", "inflate", "crc32", "adler32", "Brotli", "simdutf", "ada::")  # fmt: skip
+_C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:'\d+)?$")  # a C function (callgrind marks recursion as name'2)
+
+
+def group(obj: str, source: str, function: str = "???") -> str:
     """The part of a server an instruction ran in: a shared object, or the part of Node's executable.
 
-    Node links OpenSSL, libuv and V8 into its executable; its debug information (the ``fl=`` source files) tells
-    them apart.  Code outside every object (``???``) is Node's JIT-compiled JavaScript.
+    Node links OpenSSL, libuv and V8 into its executable.  Its debug information is not readable by this
+    valgrind, but its symbols are: C++ names tell V8 (``v8::``, ``Builtins_``) and Node's own code (``node::``)
+    apart, libuv's start with ``uv_``, and the remaining plain C functions of a TLS server are OpenSSL's (the
+    other C libraries linked in are listed in ``_NODE_C_OTHERS``).  Code outside every object (``???``) is
+    Node's JIT-compiled JavaScript.
     """
     name = Path(obj).name
     if obj in ("???", "?"):
         return "JIT-compiled code (no object)"
     if name.startswith("node"):
-        for part, label in (("deps/openssl", "OpenSSL"), ("deps/uv", "libuv"), ("deps/v8", "V8")):
-            if part in source:
-                return f"node: {label}"
-        return "node: its own C++" if source.startswith(("../src/", "src/")) else "node: other code"
+        return "node: " + _node_part(source, function)
     for pattern, label in (
         (r"^libcrypto", "libcrypto (OpenSSL)"),
         (r"^libssl", "libssl (OpenSSL)"),
@@ -65,11 +71,26 @@ def group(obj: str, source: str) -> str:
     return "other objects"
 
 
-def grouped(costs: Counter[tuple[str, str]], handshakes: int) -> dict[str, float]:
+def _node_part(source: str, function: str) -> str:
+    for part, label in (("deps/openssl", "OpenSSL"), ("deps/uv", "libuv"), ("deps/v8", "V8")):
+        if part in source:
+            return label
+    if "v8::" in function or function.startswith("Builtins_"):
+        return "V8"
+    if "node::" in function or "::" in function:
+        return "its own C++"
+    if function.startswith(("uv_", "uv__")):
+        return "libuv"
+    if function.startswith(_NODE_C_OTHERS) or not _C_NAME.match(function):
+        return "other code"
+    return "OpenSSL"
+
+
+def grouped(costs: Counter[tuple[str, str, str]], handshakes: int) -> dict[str, float]:
     """Instructions per handshake by :func:`group`, largest first, for the groups with any."""
     by: Counter[str] = Counter()
-    for (obj, source), cost in costs.items():
-        by[group(obj, source)] += cost
+    for (obj, source, function), cost in costs.items():
+        by[group(obj, source, function)] += cost
     return {name: cost / handshakes for name, cost in by.most_common() if cost > 0}
 
 
@@ -112,13 +133,13 @@ class BreakdownPhases:
         finally:
             bench.procs.stop(server)
         bench.results.breakdown[f"{kind} full"] = Breakdown(f"{kind} full", self.count, grouped(full, self.count))
-        resumed = Counter(both)
+        resumed: Counter[tuple[str, str, str]] = Counter(both)
         resumed.subtract(full)
         bench.results.breakdown[f"{kind} resumed"] = Breakdown(
             f"{kind} resumed", self.count, grouped(resumed, self.count)
         )
 
-    def dump(self, server: Proc, out: Path, number: int) -> Counter[tuple[str, str]]:
+    def dump(self, server: Proc, out: Path, number: int) -> Counter[tuple[str, str, str]]:
         """Have callgrind write its counters (and zero them); the counts since the previous dump."""
         time.sleep(_SETTLE)
         subprocess.run(

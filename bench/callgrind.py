@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeAlias
 
 _NAMED = re.compile(r"^\((\d+)\)(?: (.*))?$")
 _COST_START = tuple("0123456789+-*")
@@ -33,17 +34,23 @@ def _name(table: dict[str, str], value: str) -> str:
     return table.get(ident, f"({ident})")
 
 
-def by_object_file(lines: Iterable[str], event: str = "Ir") -> Counter[tuple[str, str]]:
-    """Self cost of ``event`` per (object file, source file), from the text of one callgrind output file.
+Cost: TypeAlias = Counter[tuple[str, str, str]]
+"""Self cost by (object file, source file, function)."""
+
+
+def by_object_file(lines: Iterable[str], event: str = "Ir") -> Cost:
+    """Self cost of ``event`` per (object file, source file, function), from one callgrind output file's text.
 
     The source file is ``???`` for code without debug information; ``fi=``/``fe=`` (inlined code) count for the
     file they name.
     """
     objects: dict[str, str] = {}
     files: dict[str, str] = {}
-    totals: Counter[tuple[str, str]] = Counter()
+    functions: dict[str, str] = {}
+    totals: Cost = Counter()
     column = 0
     current = "?"
+    function = "???"
     function_file = source = "???"
     skip_next = False
     for raw in lines:
@@ -56,7 +63,7 @@ def by_object_file(lines: Iterable[str], event: str = "Ir") -> Counter[tuple[str
                 continue
             fields = line.split()
             if len(fields) > column + 1:
-                totals[current, source] += int(fields[column + 1])
+                totals[current, source, function] += int(fields[column + 1])
             continue
         key, sep, value = line.partition("=")
         if sep:
@@ -68,6 +75,9 @@ def by_object_file(lines: Iterable[str], event: str = "Ir") -> Counter[tuple[str
                 source = _name(files, value)
             elif key == "fn":
                 source = function_file
+                function = _name(functions, value)
+            elif key == "cfn":
+                _name(functions, value)
             elif key == "cob":
                 _name(objects, value)  # defines the id for later references
             elif key in ("cfi", "cfl"):
@@ -84,12 +94,12 @@ def by_object_file(lines: Iterable[str], event: str = "Ir") -> Counter[tuple[str
 def by_object(lines: Iterable[str], event: str = "Ir") -> Counter[str]:
     """Self cost of ``event`` per object file (full path)."""
     totals: Counter[str] = Counter()
-    for (obj, _file), cost in by_object_file(lines, event).items():
+    for (obj, _file, _function), cost in by_object_file(lines, event).items():
         totals[obj] += cost
     return totals
 
 
-def read(path: Path, event: str = "Ir") -> Counter[tuple[str, str]]:
+def read(path: Path, event: str = "Ir") -> Cost:
     """:func:`by_object_file` of one output file."""
     with path.open(encoding="utf-8", errors="replace") as fh:
         return by_object_file(fh, event)
@@ -98,7 +108,7 @@ def read(path: Path, event: str = "Ir") -> Counter[tuple[str, str]]:
 def main(argv: list[str]) -> int:
     total: Counter[str] = Counter()
     for name in argv:
-        for (obj, _file), cost in read(Path(name)).items():
+        for (obj, _file, _function), cost in read(Path(name)).items():
             total[obj] += cost
     for obj, cost in total.most_common():
         print(f"{cost:>15,}  {obj}")

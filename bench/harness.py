@@ -103,10 +103,14 @@ def parse_strace_summary(text: str) -> dict[str, int]:
     return calls
 
 
-def parse_voluntary_switches(status: str) -> int:
-    """``voluntary_ctxt_switches`` of a /proc/PID/status text: times the process slept and was woken."""
-    match = re.search(r"^voluntary_ctxt_switches:\s+(\d+)$", status, re.MULTILINE)
-    return int(match.group(1)) if match else 0
+def parse_context_switches(status: str) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches from a /proc/PID/status text: times the process slept and was
+    woken, and times the scheduler took the CPU from it for another process."""
+    counts = []
+    for name in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+        match = re.search(rf"^{name}:\s+(\d+)$", status, re.MULTILINE)
+        counts.append(int(match.group(1)) if match else 0)
+    return counts[0], counts[1]
 
 
 def parse_stat_times(stat: str) -> tuple[float, float]:
@@ -172,32 +176,38 @@ def cpu_times(pid: int) -> tuple[float, float]:
         return 0.0, 0.0
 
 
-def wakeups(pid: int) -> int:
-    """Voluntary context switches of a live process so far (0 if it is gone)."""
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a live process so far ((0, 0) if it is gone)."""
     try:
-        return parse_voluntary_switches(Path(f"/proc/{pid}/status").read_text())
+        return parse_context_switches(Path(f"/proc/{pid}/status").read_text())
     except OSError:
-        return 0
+        return 0, 0
+
+
+Times = dict[int, tuple[float, float]]
+"""(user, system) CPU seconds by process."""
+Switches = dict[int, tuple[int, int]]
+"""(voluntary, involuntary) context switches by process."""
 
 
 @dataclass(frozen=True)
 class Sample:
-    """CPU times (user, system) and wake-ups of some processes, each, at one moment (``time.time()``)."""
+    """CPU times and context switches of some processes, each, at one moment (``time.time()``)."""
 
     at: float
-    times: dict[int, tuple[float, float]]
-    wakeups: dict[int, int]
+    times: Times
+    switches: Switches
 
 
-def interpolate(samples: Sequence[Sample], at: float) -> tuple[dict[int, tuple[float, float]], dict[int, int]]:
-    """Each process's (user, system) CPU seconds and wake-ups at ``at``, linearly between the samples around it.
+def interpolate(samples: Sequence[Sample], at: float) -> tuple[Times, Switches]:
+    """Each process's CPU seconds and context switches at ``at``, linearly between the samples around it.
 
-    Before the first sample or after the last, the nearest one.  Wake-ups are counted at the nearest sample.
+    Before the first sample or after the last, the nearest one.  Context switches are those of the nearest sample.
     """
     if not samples:
         return {}, {}
     if at <= samples[0].at:
-        return dict(samples[0].times), dict(samples[0].wakeups)
+        return dict(samples[0].times), dict(samples[0].switches)
     for before, after in itertools.pairwise(samples):
         if before.at <= at <= after.at:
             share = (at - before.at) / (after.at - before.at) if after.at > before.at else 0.0
@@ -207,12 +217,12 @@ def interpolate(samples: Sequence[Sample], at: float) -> tuple[dict[int, tuple[f
                 if pid in after.times
             }
             nearest = before if share < 0.5 else after
-            return times, dict(nearest.wakeups)
-    return dict(samples[-1].times), dict(samples[-1].wakeups)
+            return times, dict(nearest.switches)
+    return dict(samples[-1].times), dict(samples[-1].switches)
 
 
 class CpuSampler:
-    """Samples the CPU times and wake-ups of ``pids`` every ``interval`` seconds in a thread, while in ``with``.
+    """Samples the CPU times and context switches of ``pids`` every ``interval`` seconds in a thread (in ``with``).
 
     So the CPU a server used during one phase of a load generator's run can be read afterwards from the phase's
     start and end times (:meth:`between`).
@@ -226,8 +236,9 @@ class CpuSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> None:
+        pids = self.pids
         self.samples.append(
-            Sample(time.time(), {pid: cpu_times(pid) for pid in self.pids}, {pid: wakeups(pid) for pid in self.pids})
+            Sample(time.time(), {p: cpu_times(p) for p in pids}, {p: context_switches(p) for p in pids})
         )
 
     def _run(self) -> None:
@@ -244,12 +255,12 @@ class CpuSampler:
         self._thread.join(5)
         self.sample()
 
-    def between(self, start: float, end: float) -> tuple[dict[int, tuple[float, float]], dict[int, int]]:
-        """Per process: (user, system) CPU seconds and wake-ups from ``start`` to ``end``."""
+    def between(self, start: float, end: float) -> tuple[Times, Switches]:
+        """Per process: CPU seconds and context switches from ``start`` to ``end``."""
         t0, w0 = interpolate(self.samples, start)
         t1, w1 = interpolate(self.samples, end)
         times = {pid: (t1[pid][0] - u, t1[pid][1] - s) for pid, (u, s) in t0.items() if pid in t1}
-        return times, {pid: w1.get(pid, 0) - w for pid, w in w0.items()}
+        return times, {pid: (w1[pid][0] - v, w1[pid][1] - i) for pid, (v, i) in w0.items() if pid in w1}
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:

@@ -429,7 +429,7 @@ def _workers_section(r: Results) -> list[str]:
         f"server or load generator, whichever is slower) for {s.workers_seconds} s, {s.workers_concurrency} "
         "connections at a time at most. Server CPU is summed over all its processes (the parent, which only "
         "supervises, and the workers); wake-ups are voluntary context switches (a process slept in `epoll_wait` "
-        "and was woken).",
+        "and was woken), preemptions involuntary ones (the scheduler gave the CPU to another process).",
         "",
     ]
     body = []
@@ -437,13 +437,14 @@ def _workers_section(r: Results) -> list[str]:
         n, server_cpus, load_cpus = key.split("|")
         procs = " + ".join(f"{c / h.handshakes * 1e6:.0f}" for c in h.per_process_cpu)
         woken = " + ".join(f"{w / h.handshakes:.3f}" for w in h.per_process_wakeups)
+        preempted = " + ".join(f"{w / h.handshakes:.3f}" for w in h.per_process_preempted)
         body.append(
             [_plural(int(n), "worker"), server_cpus, load_cpus, str(h.handshakes), f"{h.rate:.0f}",
              f"{h.cpu_per_handshake_us:.0f}", f"{h.user_per_handshake_us:.0f}", f"{h.sys_per_handshake_us:.0f}",
-             procs, woken, f"{h.client_cpu_seconds / h.handshakes * 1e6:.0f}"]
+             procs, woken, preempted, f"{h.client_cpu_seconds / h.handshakes * 1e6:.0f}"]
         )  # fmt: skip
     header = ["server", "server CPUs", "load CPUs", "handshakes", "handshakes/s", "server CPU µs/hs", "user µs/hs",
-              "sys µs/hs", "µs/hs per process (parent first)", "wake-ups/hs per process",
+              "sys µs/hs", "µs/hs per process (parent first)", "wake-ups/hs per process", "preempted/hs per process",
               "load generator µs/hs"]  # fmt: skip
     lines += [*_table(header, body), ""]
     offered = r.workers_rate * s.workers_seconds
@@ -479,13 +480,13 @@ def _workers_findings(r: Results) -> list[str]:
         d_user = two.user_per_handshake_us - one.user_per_handshake_us
         d_sys = two.sys_per_handshake_us - one.sys_per_handshake_us
         parent = two.per_process_cpu[0] / two.handshakes * 1e6 if two.per_process_cpu else 0.0
-        wake_one, wake_two = one.wakeups_per_handshake, two.wakeups_per_handshake
         where = f"server on CPU {server_cpus}, load on CPU {load_cpus}"
         text = (
             f"With the {where}: {one.cpu_per_handshake_us:.0f} µs per handshake with {_plural(min(by_n), 'worker')}, "
             f"{two.cpu_per_handshake_us:.0f} µs with {max(by_n)} ({change:+.1%}; user {d_user:+.0f} µs, system "
-            f"{d_sys:+.0f} µs); the parent used {parent:.1f} µs per handshake; wake-ups per handshake, all processes: "
-            f"{wake_one:.2f} and {wake_two:.2f}."
+            f"{d_sys:+.0f} µs); the parent used {parent:.1f} µs per handshake; per handshake, all processes, the "
+            f"server slept and was woken {one.wakeups_per_handshake:.2f} and {two.wakeups_per_handshake:.2f} times, "
+            f"and was preempted {one.preempted_per_handshake:.3f} and {two.preempted_per_handshake:.3f} times."
         )
         sentences.append(text)
     return [" ".join(sentences), ""] if sentences else []

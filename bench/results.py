@@ -104,9 +104,9 @@ class HandshakeResult:
 
     ``processes`` is the load generator's parallelism: ``tlskit bench --concurrency`` (connections at a time, one
     process), or the number of client processes (the tunnel phase).  ``resumed`` counts the handshakes the load
-    generator saw resume (-1 where it cannot tell).  With workers, ``per_process_cpu`` and ``per_process_wakeups``
-    (voluntary context switches: the process slept and was woken, by epoll mostly) are per server process, the
-    parent first.
+    generator saw resume (-1 where it cannot tell).  ``per_process_cpu``, ``per_process_wakeups`` (voluntary
+    context switches: the process slept, in epoll mostly, and was woken) and ``per_process_preempted`` (involuntary
+    ones: the scheduler gave its CPU to another process) are per server process, the parent first.
     """
 
     kind: str
@@ -119,6 +119,7 @@ class HandshakeResult:
     per_process_cpu: tuple[float, ...] = ()
     resumed: int = -1
     per_process_wakeups: tuple[int, ...] = ()
+    per_process_preempted: tuple[int, ...] = ()
 
     @property
     def server_cpu_seconds(self) -> float:
@@ -149,6 +150,7 @@ class HandshakeResult:
             tuple(a + b for a, b in zip(self.per_process_cpu, other.per_process_cpu, strict=False)),
             -1 if min(self.resumed, other.resumed) < 0 else self.resumed + other.resumed,
             tuple(a + b for a, b in zip(self.per_process_wakeups, other.per_process_wakeups, strict=False)),
+            tuple(a + b for a, b in zip(self.per_process_preempted, other.per_process_preempted, strict=False)),
         )
 
     @property
@@ -163,6 +165,10 @@ class HandshakeResult:
     @property
     def wakeups_per_handshake(self) -> float:
         return sum(self.per_process_wakeups) / self.handshakes
+
+    @property
+    def preempted_per_handshake(self) -> float:
+        return sum(self.per_process_preempted) / self.handshakes
 
     @property
     def server_utilization(self) -> float:

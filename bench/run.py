@@ -423,7 +423,7 @@ class Bench:
     @staticmethod
     def phase_result(label: str, sampler: CpuSampler, phase: dict[str, Any], concurrency: int) -> HandshakeResult:
         """A load generator's phase as a :class:`HandshakeResult`, with the server CPU the sampler saw in it."""
-        times, woken = sampler.between(phase["started_at"], phase["ended_at"])
+        times, switches = sampler.between(phase["started_at"], phase["ended_at"])
         pids = sampler.pids
         return HandshakeResult(
             label,
@@ -435,7 +435,8 @@ class Bench:
             phase["client_cpu_seconds"],
             tuple(sum(times[pid]) for pid in pids),
             phase["resumed"],
-            tuple(woken[pid] for pid in pids),
+            tuple(switches[pid][0] for pid in pids),
+            tuple(switches[pid][1] for pid in pids),
         )
 
     def phase_handshakes(self, key: str) -> None:

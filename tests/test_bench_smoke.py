@@ -130,22 +130,22 @@ def test_parse_strace_summary() -> None:
     assert harness.parse_strace_summary(STRACE_C) == {"write": 1500, "read": 1800, "setsockopt": 200}
 
 
-def test_parse_voluntary_switches() -> None:
+def test_parse_context_switches() -> None:
     status = "Name:\tpython\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t56\n"
-    assert harness.parse_voluntary_switches(status) == 1234
+    assert harness.parse_context_switches(status) == (1234, 56)
 
 
 def test_interpolate_between_samples() -> None:
     samples = [
-        harness.Sample(10.0, {7: (1.0, 0.5)}, {7: 100}),
-        harness.Sample(12.0, {7: (3.0, 1.5)}, {7: 300}),
+        harness.Sample(10.0, {7: (1.0, 0.5)}, {7: (100, 1)}),
+        harness.Sample(12.0, {7: (3.0, 1.5)}, {7: (300, 4)}),
     ]
-    assert harness.interpolate(samples, 10.5) == ({7: (1.5, 0.75)}, {7: 100})
-    assert harness.interpolate(samples, 9.0) == ({7: (1.0, 0.5)}, {7: 100})
-    assert harness.interpolate(samples, 13.0) == ({7: (3.0, 1.5)}, {7: 300})
+    assert harness.interpolate(samples, 10.5) == ({7: (1.5, 0.75)}, {7: (100, 1)})
+    assert harness.interpolate(samples, 9.0) == ({7: (1.0, 0.5)}, {7: (100, 1)})
+    assert harness.interpolate(samples, 13.0) == ({7: (3.0, 1.5)}, {7: (300, 4)})
     sampler = harness.CpuSampler([7])
     sampler.samples = samples
-    assert sampler.between(10.0, 12.0) == ({7: (2.0, 1.0)}, {7: 200})
+    assert sampler.between(10.0, 12.0) == ({7: (2.0, 1.0)}, {7: (200, 3)})
 
 
 # A callgrind output file, names compressed as callgrind writes them.
@@ -188,10 +188,11 @@ def test_callgrind_self_cost_by_object_and_file() -> None:
     import callgrind
 
     costs = callgrind.by_object_file(CALLGRIND.splitlines())
-    assert costs[("/usr/lib/x86_64-linux-gnu/libcrypto.so.3", "???")] == 1050  # the call's inclusive 300 skipped
-    assert costs[("/usr/lib/x86_64-linux-gnu/libc.so.6", "???")] == 300
-    assert costs[("/usr/bin/node", "../deps/openssl/openssl/crypto/ec/ecp_nistz256.c")] == 700
-    assert costs[("/usr/bin/node", "../deps/v8/src/heap/heap.cc")] == 20
+    crypto, node = "/usr/lib/x86_64-linux-gnu/libcrypto.so.3", "/usr/bin/node"
+    assert costs[(crypto, "???", "EVP_DigestVerify")] == 1050  # the call's inclusive 300 is skipped
+    assert costs[("/usr/lib/x86_64-linux-gnu/libc.so.6", "???", "malloc")] == 300
+    assert costs[(node, "../deps/openssl/openssl/crypto/ec/ecp_nistz256.c", "ecp_nistz256_point_mul")] == 700
+    assert costs[(node, "../deps/v8/src/heap/heap.cc", "ecp_nistz256_point_mul")] == 20
     assert callgrind.by_object(CALLGRIND.splitlines())["/usr/bin/node"] == 725
     assert breakdown.grouped(costs, 5) == {
         "libcrypto (OpenSSL)": 210.0,
@@ -200,3 +201,10 @@ def test_callgrind_self_cost_by_object_and_file() -> None:
         "node: V8": 4.0,
         "node: its own C++": 1.0,
     }
+    # Without debug information, Node's parts are told apart by function name.
+    for function, part in (
+        ("tls_process_client_hello", "OpenSSL"), ("v8::internal::Heap::Scavenge", "V8"), ("Builtins_Call", "V8"),
+        ("node::crypto::TLSWrap::ClearOut", "its own C++"), ("uv__io_poll", "libuv"), ("ares_init", "other code"),
+        ("ossl_ec_key_gen'2", "OpenSSL"),
+    ):  # fmt: skip
+        assert breakdown.group(node, "???", function) == f"node: {part}"
