@@ -199,17 +199,11 @@ def _complete(text: str) -> bool:
 
 def run_phases(bench: Bench) -> None:
     phases = BreakdownPhases(bench)
-    for kind in KINDS:
-        if kind in bench.servers:
-            bench.run_phase(
-                f"breakdown: instructions {kind}",
-                lambda kind=kind: phases.callgrind(kind),  # type: ignore[misc]
-                timed=False,
-            )
-    for kind in KINDS:
-        if kind in bench.servers:
-            bench.run_phase(
-                f"breakdown: system calls {kind}",
-                lambda kind=kind: phases.syscalls(kind),  # type: ignore[misc]
-                timed=False,
-            )
+    for what, measure in (("instructions", phases.callgrind), ("system calls", phases.syscalls)):
+        for kind in KINDS:
+            if kind in bench.servers:
+                bench.run_phase(
+                    f"breakdown: {what} {kind}",
+                    lambda measure=measure, kind=kind: measure(kind),  # type: ignore[misc]
+                    timed=False,
+                )

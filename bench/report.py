@@ -19,7 +19,7 @@ from tunnel_report import tunnel_lines, tunnel_readme, tunnel_section
 
 KINDS = ("tlskit", "tlskit-asyncio", "stdlib", "node", "openssl")
 LABELS = {
-    "tlskit": "tlskit (uvloop)",
+    "tlskit": "tlskit serve (uvloop)",
     "tlskit-asyncio": "tlskit (asyncio loop)",
     "stdlib": "stdlib asyncio TLS",
     "node": "Node tls",
@@ -610,9 +610,9 @@ def _breakdown_section(r: Results) -> list[str]:
         f"{s.breakdown_warmup} resumed handshakes, `tlskit bench` made {s.breakdown_handshakes} full handshakes, "
         f"then {s.breakdown_handshakes} full and {s.breakdown_handshakes} resumed ones, and the bench dumped "
         "callgrind's counters after each batch (`callgrind_control --dump`), so start-up is in none of them; "
-        "resumed = (third batch - second) / count. Node links OpenSSL, libuv and V8 into its executable; its debug "
-        "information tells them apart. Thousands of instructions per handshake (the kernel's work is not counted "
-        "here; see the system calls below):",
+        "resumed = (third batch - second) / count. Node links OpenSSL, libuv and V8 into its executable; their "
+        "functions are told apart by name (`bench/breakdown.py`). Thousands of instructions per handshake (the "
+        "kernel's work is not counted here; see the system calls below):",
         "",
     ]
     kinds = [k for k in ("tlskit full", "tlskit resumed", "node full", "node resumed") if k in b]
@@ -694,8 +694,9 @@ def _resumed_section(r: Results) -> list[str]:
         if full is None:
             continue
         saved = 1 - h.cpu_per_handshake_us / full.cpu_per_handshake_us
+        than = f"{saved:.0%} less" if saved >= 0 else f"{-saved:.0%} more"
         parts.append(
-            f"{LABELS.get(k, k)} {h.cpu_per_handshake_us:.0f} µs ({saved:.0%} less than its full handshake, "
+            f"{LABELS.get(k, k)} {h.cpu_per_handshake_us:.0f} µs ({than} than its full handshake, "
             f"{h.resumed} of {h.handshakes} resumed)"
         )
     if parts:

@@ -174,7 +174,7 @@ def server_kinds(cert: Path, key: Path, node_config: Path) -> dict[str, ServerKi
     kinds = [
         # The command users run; its log (two lines per connection) goes to a file; it has no GC command and
         # stops on SIGTERM.
-        ServerKind("tlskit", "tlskit (uvloop)", tuple(serve), ready="log", collects=False, stdin_stops=False),
+        ServerKind("tlskit", "tlskit serve (uvloop)", tuple(serve), ready="log", collects=False, stdin_stops=False),
         ServerKind("tlskit-asyncio", "tlskit (asyncio loop)", (*echo, "--loop", "asyncio")),
         ServerKind("stdlib", "stdlib asyncio TLS", (*echo, "--impl", "stdlib", "--loop", "asyncio")),
         ServerKind("node", "Node tls", tuple(node)),
@@ -586,7 +586,10 @@ class Bench:
             self.procs.stop(server)
 
     def phase_example(self) -> None:
-        """One ``tlskit bench --resume --bytes 64M --plain-port`` run against ``tlskit serve --echo``, as text."""
+        """One ``tlskit bench --resume --bytes 64M --plain-port`` run against ``tlskit serve --echo``, as text.
+
+        One connection at a time, so the latencies are what a connection costs, not time queued behind others.
+        """
         server, port = self.start_server("tlskit", SERVER_CPU)
         plain: Proc | None = None
         try:
@@ -594,20 +597,19 @@ class Bench:
             plain_port = parse_ready(plain.expect("READY", timeout=20))
             argv = pinned(
                 [TLSKIT, "bench", f"{HOST}:{port}", "--ca", str(self.root), "--servername", "localhost",
-                 "--resume", "--bytes", "64M", "--plain-port", str(plain_port), "--connections", "500"],
+                 "--resume", "--bytes", "64M", "--plain-port", str(plain_port), "--connections", "500",
+                 "--concurrency", "1"],
                 LOAD_CPU,
             )  # fmt: skip
             self.note_command("example: tlskit bench, text report", argv, port)
-            proc = self.procs.spawn("example", argv, env={**os.environ, "COLUMNS": "100"})
+            proc = self.procs.spawn("example", argv, env={**os.environ, "COLUMNS": "160"})
             try:
                 out = wait_all([proc], 120)[0]
             finally:
                 self.procs.stop(proc)
             if proc.popen.returncode:
                 raise RuntimeError(f"tlskit bench failed: {proc.stderr_tail()}")
-            command = relative(argv[3:]).replace(str(self.root), "root.pem")
-            command = command.replace(f"{HOST}:{port}", "localhost:8443").replace(f" {plain_port} ", " 8080 ")
-            self.results.example_command = command
+            self.results.example_command = "tlskit " + relative(argv[4:]).replace(str(self.root), "root.pem")
             self.results.example = out.rstrip()
         finally:
             if plain is not None:
