@@ -648,8 +648,10 @@ def _breakdown_section(r: Results) -> list[str]:
     if sentences:
         lines += [" ".join(sentences), ""]
     if sc:
-        names = sorted({n for v in sc.values() for n in v.per_handshake}, key=lambda n: -max(
-            v.per_handshake.get(n, 0.0) for v in sc.values()))  # fmt: skip
+        names = sorted(
+            {n for v in sc.values() for n in v.per_handshake},
+            key=lambda n: (-max(v.per_handshake.get(n, 0.0) for v in sc.values()), n),
+        )
         body = [[n, *(f"{sc[k].per_handshake[n]:.2f}" if n in sc[k].per_handshake else "-" for k in sc)] for n in names]
         body.append(["total", *(f"{v.total:.1f}" for v in sc.values())])
         counts = " and ".join(f"{v.handshakes}" for v in sc.values())
@@ -948,11 +950,14 @@ def _verdicts(r: Results) -> list[str]:
     parts = []
     for word, chosen in (("Met", met), ("Not met", missed)):
         if chosen:
-            said = "; ".join(
-                f"{_lower_first(row.metric.split(' (')[0].strip())} ({_ratio(row)}, {row.target})" for row in chosen
-            )
+            said = "; ".join(f"{_lower_first(row.metric.split(' (')[0].strip())} ({_how(row)})" for row in chosen)
             parts.append(f"{word} in this run: {said}.")
     return [" ".join(parts), ""] if parts else []
+
+
+def _how(row: Row) -> str:
+    """The ratio (if the row has one) and the target."""
+    return ", ".join(part for part in (_ratio(row), row.target) if part)
 
 
 def _lower_first(text: str) -> str:

@@ -208,3 +208,25 @@ def test_callgrind_self_cost_by_object_and_file() -> None:
         ("ossl_ec_key_gen'2", "OpenSSL"),
     ):  # fmt: skip
         assert breakdown.group(node, "???", function) == f"node: {part}"
+
+
+def test_missing_tools_stop_the_run_with_one_line_or_are_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import run
+
+    real_which = run.shutil.which
+    monkeypatch.setattr(run.shutil, "which", lambda name: None if name in ("valgrind", "node") else real_which(name))
+    monkeypatch.setattr(run.tunnel_bench, "stunnel_binary", lambda: None)
+    args = run.parse_args([])
+    missing = run.missing_tools(args)
+    assert missing == {"node": ["node"], "valgrind": ["breakdown"], "stunnel4": ["tunnel"]}
+    hint = run.leave_out_missing(args, missing)
+    assert hint is not None and "\n" not in hint
+    assert hint.startswith("make bench needs node, valgrind, stunnel4: apt-get install nodejs stunnel4 valgrind")
+    args = run.parse_args(["--skip-missing"])
+    assert run.leave_out_missing(args, run.missing_tools(args)) is None
+    assert "node" not in args.servers and not {"breakdown", "tunnel"} & set(args.phases)
+    assert args.skipped == {
+        "node": "node is not installed",
+        "breakdown": "valgrind is not installed",
+        "tunnel": "stunnel4 is not installed",
+    }
