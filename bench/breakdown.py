@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import callgrind
-from harness import Proc, parse_strace_summary, pinned
+from harness import Proc, descendants, parse_strace_summary, pinned
 from results import Breakdown, SyscallResult
 
 if TYPE_CHECKING:
@@ -99,9 +99,13 @@ class BreakdownPhases:
         self.bench = bench
         self.count = bench.args.breakdown_handshakes
 
-    def batch(self, port: int, count: int, *, resume: bool, timeout: float) -> dict[str, object]:
-        """``count`` handshake-only connections (and as many resumed ones) from ``tlskit bench`` on the load CPU."""
-        args = ["--connections", str(count), "--concurrency", "2", "--timeout", str(timeout)]
+    def batch(
+        self, port: int, count: int, *, resume: bool, timeout: float, rate: float | None = None
+    ) -> dict[str, object]:
+        """``count`` handshake-only connections (and as many resumed ones) from ``tlskit bench`` on the load CPU;
+        two at a time, or at ``rate`` per second (as many at a time as that takes)."""
+        args = ["--connections", str(count), "--timeout", str(timeout)]
+        args += ["--concurrency", "2"] if rate is None else ["--concurrency", "32", "--rate", f"{rate:g}"]
         report = self.bench.loadgen(port, self.bench.load_cpu, *args, *(["--resume"] if resume else []),
                                     timeout=timeout * 4 + count * 2, label="breakdown batch")  # fmt: skip
         for name in ("full", *(["resumed"] if resume else [])):
@@ -156,18 +160,24 @@ class BreakdownPhases:
 
     # -- strace ----------------------------------------------------------------------------------------------
 
-    def syscalls(self, kind: str) -> None:
+    def syscalls(self, kind: str, workers: int = 0) -> None:
+        """System calls per handshake of server ``kind`` (all its processes); with ``workers``, ``tlskit serve
+        --workers N`` at the workers phase's offered load, so one and two workers see the same traffic."""
         bench = self.bench
-        server, port = bench.start_server(kind, bench.server_cpu)
-        log = bench.work / f"strace-{kind}.txt"
+        extra = ["--workers", str(workers)] if workers else []
+        rate = bench.results.workers_rate if workers else None
+        name = f"{kind} --workers {workers}" if workers else kind
+        server, port = bench.start_server(kind, bench.server_cpu, extra)
+        log = bench.work / f"strace-{kind}-{workers}.txt"
         try:
-            self.batch(port, WARMUP * 5, resume=False, timeout=30)
-            argv = pinned(["strace", "-c", "-f", "-o", str(log), "-p", str(server.pid)], bench.load_cpu)
-            bench.note_command("breakdown: system calls of the server", argv)
+            self.batch(port, WARMUP * 5, resume=False, timeout=30, rate=rate)
+            attach = [arg for pid in descendants(server.pid) for arg in ("-p", str(pid))]
+            argv = pinned(["strace", "-c", "-f", "-o", str(log), *attach], bench.load_cpu)
+            bench.note_command("breakdown: system calls of the server (every process of it)", argv)
             tracer = bench.procs.spawn("strace", argv, stdin_stops=False)
             try:
                 self.wait_attached(tracer)
-                self.batch(port, self.count, resume=False, timeout=30)
+                self.batch(port, self.count, resume=False, timeout=30, rate=rate)
                 time.sleep(_SETTLE)
             finally:
                 if tracer.popen.poll() is None:
@@ -177,8 +187,8 @@ class BreakdownPhases:
         finally:
             bench.procs.stop(server)
         calls = parse_strace_summary(log.read_text())
-        bench.results.syscalls[kind] = SyscallResult(
-            kind, self.count, {name: n / self.count for name, n in sorted(calls.items(), key=lambda kv: -kv[1])}
+        bench.results.syscalls[name] = SyscallResult(
+            name, self.count, {call: n / self.count for call, n in sorted(calls.items(), key=lambda kv: -kv[1])}
         )
 
     @staticmethod
@@ -207,3 +217,10 @@ def run_phases(bench: Bench) -> None:
                     lambda measure=measure, kind=kind: measure(kind),  # type: ignore[misc]
                     timed=False,
                 )
+    if bench.results.workers_rate:  # one and two workers at the workers phase's offered load
+        for workers in (1, 2):
+            bench.run_phase(
+                f"breakdown: system calls tlskit --workers {workers}",
+                lambda workers=workers: phases.syscalls("tlskit", workers),  # type: ignore[misc]
+                timed=False,
+            )

@@ -673,6 +673,20 @@ def _breakdown_section(r: Results) -> list[str]:
                 + (f"Node makes more of: {fewer}." if fewer else ""),
                 "",
             ]
+        one, two = sc.get("tlskit --workers 1"), sc.get("tlskit --workers 2")
+        if one is not None and two is not None:
+            diffs = sorted(
+                ((n, two.per_handshake.get(n, 0.0) - one.per_handshake.get(n, 0.0)) for n in names),
+                key=lambda nd: (-abs(nd[1]), nd[0]),
+            )
+            differ = [f"{n} {d:+.2f}" for n, d in diffs[:3] if abs(d) >= 0.005]
+            lines += [
+                f"At the workers phase's offered load ({r.workers_rate:g} handshakes per second), `tlskit serve "
+                f"--workers 1` made {one.total:.2f} system calls per handshake and `--workers 2` {two.total:.2f} "
+                "(all processes); "
+                + (f"the largest differences: {', '.join(differ)}." if differ else "no call's count differs."),
+                "",
+            ]
     return lines
 
 

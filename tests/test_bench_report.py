@@ -153,6 +153,8 @@ def fake_run() -> Results:
         syscalls={
             "tlskit": SyscallResult("tlskit", 200, {"write": 4.0, "read": 3.0, "setsockopt": 1.0, "epoll_wait": 3.1}),
             "node": SyscallResult("node", 200, {"write": 2.0, "read": 3.0, "epoll_wait": 2.9}),
+            "tlskit --workers 1": SyscallResult("tlskit --workers 1", 200, {"write": 4.0, "epoll_wait": 1.6}),
+            "tlskit --workers 2": SyscallResult("tlskit --workers 2", 200, {"write": 4.0, "epoll_wait": 1.9}),
         },
         workers_rate=310.0,
         example="tlskit bench localhost:8443: TLSv1.3, TLS_AES_256_GCM_SHA384, 8 connections at a time\n"
