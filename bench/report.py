@@ -645,6 +645,12 @@ def _breakdown_section(r: Results) -> list[str]:
                 if change >= 0
                 else f"Resumption costs {who} {-change:.0%} more instructions than a full handshake."
             )
+    build = r.facts.get("system OpenSSL build")
+    if sentences and build:
+        sentences.append(
+            f"The two OpenSSLs are separate builds: the system libcrypto and libssl that Python loads were compiled "
+            f"with `{build}` (`openssl version -a`), Node's OpenSSL is its own build, linked into its executable."
+        )
     if sentences:
         lines += [" ".join(sentences), ""]
     if sc:
@@ -788,8 +794,8 @@ def _method(r: Results) -> list[str]:
             if s.node_config
             else []
         ),
-        "Commands (CERT/KEY/CA are the temporary files, NODE_CNF the OpenSSL config given to Node, PORT the "
-        "server's OS-picked port):",
+        "Commands (CERT/KEY/CA are the temporary files, NODE_CNF the OpenSSL config given to Node, WORK the "
+        "run's temporary directory, PORT the server's OS-picked port, PID a server process):",
         "",
         "```",
         *(f"# {label}\n{cmd}" for label, cmd in r.commands),

@@ -217,7 +217,9 @@ class Bench:
         text = relative(argv)
         for path, name in ((self.cert, "CERT"), (self.key, "KEY"), (self.root, "CA"), (self.node_config, "NODE_CNF")):
             text = text.replace(str(path), name)
+        text = text.replace(str(self.work), "WORK")
         text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
+        text = re.sub(r"(?<= -p )\d+", "PID", text)
         if port is not None:
             text = re.sub(rf"(?<= ){port}(?= )", "PORT", text)
         if all(text != seen for _, seen in self.results.commands):
