@@ -29,7 +29,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from .._text import printable
-from ..errors import FrameError, TLSError
+from ..errors import FrameError, NetworkError, TLSError
 from ..net.client import ReconnectingClient, connect
 from ..net.context import ClientAuth, client_context, server_context
 from ..net.framing import DelimitedFramer, JsonCodec
@@ -339,6 +339,8 @@ def run_demo(*, console: Console | None = None, tap: bool = True) -> int:
     console.print(Text("tlskit demo: a CA, mutual TLS, JSON messages, a reconnect, a refused client", style="bold"))
     try:
         report = run_scenes(console, tap=tap)
+    except NetworkError:
+        raise  # the machine, not the demo: no loopback to listen on, no descriptors left (one line, exit 2)
     except (TLSError, OSError, ssl.SSLError, TimeoutError) as exc:
         console.print(Text(printable(f"demo failed: {exc or type(exc).__name__}"), style="bold red"))
         return 1

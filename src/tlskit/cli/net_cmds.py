@@ -28,7 +28,7 @@ from .net_io import CHUNK, Framing, StdinReader, describe, echo, failure, pump_i
 
 if TYPE_CHECKING:
     from ..net.connection import MessageCodec, TLSConnection
-    from ..net.context import ClientAuth
+    from ..net.context import ClientAuth, TLSProfile
     from ..net.policy import PeerPolicy
 
 __all__ = ["commands", "connect_cmd", "demo_cmd", "parse_address", "serve_cmd"]
@@ -80,6 +80,7 @@ class ServeOptions:
     key: str
     ca: tuple[str, ...]
     client_auth: ClientAuth
+    profile: TLSProfile
     alpn: tuple[str, ...]
     sni: tuple[tuple[str, str, str], ...]
     peers: PeerOptions
@@ -102,6 +103,7 @@ class ServeOptions:
             passphrase=passphrase,
             ca=list(self.ca) or None,
             client_auth=self.client_auth,
+            profile=self.profile,
             alpn=self.alpn,
             sni={name: (cert, key) for name, cert, key in self.sni} or None,
             keylog=self.keylog,
@@ -344,8 +346,7 @@ async def connect_async(opts: ConnectOptions, context: ssl.SSLContext) -> int:
         conn = await connect(opts.host, opts.port, context=context, policy=opts.policy, server_name=opts.server_name)
     except TLSError as exc:
         raise fail(failure(exc, f"handshake with {where} failed"), code=EXIT_FAILED) from None
-    except OSError as exc:
-        raise fail(f"cannot connect to {where}: {exc.strerror or exc}", code=EXIT_FAILED) from None
+    # A NetworkError (refused, unreachable, unknown host) is the environment, not the peer's answer: exit 2.
     show(conn)
     try:
         await _session(conn, stdin, opts.framing, half_close=True)
@@ -417,6 +418,13 @@ def _run(main: Coroutine[Any, Any, int]) -> None:
     default=None,
     help="Ask for client certificates (default: required with --ca, else none).",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(["intermediate", "modern"]),
+    default="intermediate",
+    show_default=True,
+    help="Mozilla's server configuration: intermediate (TLS 1.2 and 1.3) or modern (TLS 1.3 only).",
+)
 @click.option("--alpn", multiple=True, help="ALPN protocols to accept, in preference order (repeatable).")
 @click.option("--sni", multiple=True, metavar="NAME=CERT,KEY", help="Another certificate for a server name.")
 @_peer_options("clients")
@@ -445,6 +453,7 @@ def serve_cmd(
     key: str,
     ca: tuple[str, ...],
     client_auth: str | None,
+    profile: str,
     alpn: tuple[str, ...],
     sni: tuple[str, ...],
     allow_cn: tuple[str, ...],
@@ -466,7 +475,7 @@ def serve_cmd(
     HOST defaults to 127.0.0.1 (loopback only: say 0.0.0.0 or [::] to accept other machines); PORT 0 picks a free
     port and prints it.  SIGHUP reloads the certificates, SIGTERM shuts down gracefully.
     """
-    from ..net.context import ClientAuth
+    from ..net.context import ClientAuth, TLSProfile
 
     if echo and command:
         raise InputError("--echo and --exec exclude each other", fix="choose one")
@@ -479,6 +488,7 @@ def serve_cmd(
         key=key,
         ca=ca,
         client_auth=auth,
+        profile=TLSProfile.parse(profile),
         alpn=alpn,
         sni=tuple(_parse_sni(entry) for entry in sni),
         peers=PeerOptions(allow_cn=allow_cn, allow_dns=allow_dns, allow_ip=allow_ip, allow_uri=allow_uri, pins=pin),

@@ -20,9 +20,10 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 
 from ..errors import TLSError
-from .context import ClientAuth
+from ..pki.problems import Purpose, handshake_eof, unauthenticated_client
+from .context import ClientAuth, client_certificate_loaded
 from .engine import SLICE, EngineState, TLSEngine
-from .explain import explain_unverified, refusal_error, tls_error
+from .explain import explain_unverified, problem_error, refusal_error, tls_error
 from .policy import PeerPolicy, judge
 from .tlsinfo import chain_der, peer_chain
 
@@ -179,7 +180,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool:
         if self._state is _HANDSHAKING:
-            self._fail(TLSError("the peer closed the connection during the handshake", code="eof"))
+            self._fail(self._eof_error())
             return False
         self._eof = True
         self._wake_reader()
@@ -188,7 +189,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._state is _HANDSHAKING and self._error is None:
-            self._fail(exc or TLSError("the peer closed the connection during the handshake", code="eof"))
+            self._fail(exc or self._eof_error())
         self.mark_closed()
         self._lost = True
         self._eof = True
@@ -201,6 +202,10 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
             waiter.set_result(None)
         if self._listener is not None:
             self._listener.tls_connection_lost(self)
+
+    def _eof_error(self) -> TLSError:
+        peer = Purpose.CLIENT if self.server_side else Purpose.SERVER
+        return problem_error(handshake_eof(peer, received_any=self.received_any))
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -237,11 +242,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         if self.peer_verified:
             self._authorized, self._auth_error = True, None
         elif self.server_side:
-            self._auth_error = (
-                "client certificate not requested (client authentication is off)"
-                if self.verify_mode == _CERT_NONE
-                else "no client certificate offered"
-            )
+            self._auth_error = unauthenticated_client(requested=self.verify_mode != _CERT_NONE).message
         else:
             self._auth_error = _EXPLAIN_LATER  # worked out on first use: most programs never ask
 
@@ -256,6 +257,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
             server_side=bool(sslobj.server_side),
             host=self.server_name,
             chain=peer_chain(sslobj) if isinstance(exc, ssl.SSLError) else (),
+            sent_cert=None if self.server_side else client_certificate_loaded(self._base_context),
         )
         if error is not exc:
             error.__cause__ = exc
