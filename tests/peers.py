@@ -46,6 +46,7 @@ PACKAGES = {
     "node": "nodejs",
     "curl": "curl",
     "unshare": "util-linux",
+    "testssl": "testssl.sh",
 }
 
 

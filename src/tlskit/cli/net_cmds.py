@@ -253,7 +253,10 @@ async def serve_async(opts: ServeOptions) -> int:
                 await _exec(conn, opts, codec, lambda text: log(f"{peer} {text}"))
             else:
                 await pump_in(conn, opts.framing, codec, write_stdout)
-        except (TLSError, FrameError, ConnectionError) as exc:
+        except TLSError as exc:  # on an established connection: a bad record, a refused renegotiation
+            log(failure(exc, f"{peer} closed"))
+            return
+        except (FrameError, ConnectionError) as exc:
             log(f"{peer} closed: {exc}")
             return
         log(f"{peer} closed")

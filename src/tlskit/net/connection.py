@@ -77,6 +77,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
     READ_LOW_WATER = 32 * 1024
 
     __slots__ = (
+        "_answered",
         "_auth_error",
         "_authorized",
         "_buffered",
@@ -122,6 +123,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         self._buffered = 0
         self._read_paused = False
         self._write_paused = False
+        self._answered = False  # a handshake flight was sent (a server: its answer to the ClientHello)
         self._pending: list[bytes] | None = None
         self._pending_size = 0
         self._read_waiter: asyncio.Future[None] | None = None
@@ -169,6 +171,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         transport = self._transport
         if out.pending and transport is not None:
             transport.write(out.read())
+            self._answered = True
         if handshaking and self._state is not _HANDSHAKING and not self._on_handshake():
             return  # the peer was refused: what it sent along is dropped unread
         if chunks:
@@ -205,7 +208,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
 
     def _eof_error(self) -> TLSError:
         peer = Purpose.CLIENT if self.server_side else Purpose.SERVER
-        return problem_error(handshake_eof(peer, received_any=self.received_any))
+        return problem_error(handshake_eof(peer, received_any=self.received_any, answered=self._answered))
 
     def pause_writing(self) -> None:
         self._write_paused = True

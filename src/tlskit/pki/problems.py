@@ -473,15 +473,25 @@ _PEER_WORDS: dict[tuple[Code, Purpose], tuple[str, str]] = {
 }
 
 
-def handshake_eof(peer: Purpose, *, received_any: bool) -> Problem:
-    """The peer closed the connection before the handshake finished: after sending part of it, or nothing."""
-    if received_any:
-        hello = "ClientHello" if peer is Purpose.CLIENT else "ServerHello"
+def handshake_eof(peer: Purpose, *, received_any: bool, answered: bool = True) -> Problem:
+    """The peer closed the connection before the handshake finished.
+
+    ``received_any``: it sent part of a handshake; ``answered``: this side had sent its flight (a server that
+    had not answered yet holds only part of a ClientHello).
+    """
+    if received_any and peer is Purpose.CLIENT and not answered:
         return Problem(
             Code.TRUNCATED_HANDSHAKE,
-            f"the {peer.value} closed the connection in the middle of the handshake (a truncated {hello}, or it "
-            "gave up on what this side sent)",
-            f"check the {peer.value}'s log: it may refuse this side's certificate, versions or suites",
+            "the client closed the connection in the middle of its ClientHello (a truncated handshake: a scanner, "
+            "a broken client or a cut connection)",
+            "nothing to do for a scanner; if the client is yours, check its network path and TLS library",
+        )
+    if received_any:
+        return Problem(
+            Code.TRUNCATED_HANDSHAKE,
+            f"the {peer.value} closed the connection in the middle of the handshake, after this side's answer "
+            "(it may have refused the certificate, version or suite it was offered)",
+            f"check the {peer.value}'s log for why it gave up",
         )
     if peer is Purpose.CLIENT:
         return Problem(

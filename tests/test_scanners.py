@@ -1,0 +1,161 @@
+"""The scanners people judge a TLS endpoint with, against ``tlskit serve`` (issue 12, items 1 and 2).
+
+- sslyze (its own virtual environment: pinned dependencies; ``make scanners`` builds it from the package index,
+  ``make test`` does so first): the default ``tlskit serve`` is compliant with Mozilla's intermediate
+  configuration and not with modern; ``--profile modern`` with a certificate from ``tlskit ca issue --days 90``
+  is compliant with modern.
+- testssl.sh (Debian's ``testssl.sh``), run once per session against the default ``tlskit serve`` and trusting
+  the test CA: no finding of severity MEDIUM or above except the one issue 11 removes (``cert_revocation``), each
+  LOW finding explained in docs/security.md, and not one failed handshake that serve logs without a precise code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT, TLSKIT
+from peers import Peer, missing, requires, tool
+from test_cli_net import serve
+
+SSLYZE = Path(os.environ.get("TLSKIT_SSLYZE") or ROOT / ".pytest_cache" / "sslyze" / "bin" / "sslyze")
+SECURITY_DOC = ROOT / "docs" / "security.md"
+
+# testssl.sh checks: protocols (-p), server defaults incl. the certificate (-S), the server's preferences (-P) and
+# the vulnerability checks (-U), without DNS (loopback only): about 40 s, where a full run takes over two minutes.
+TESTSSL_CHECKS = ("-p", "-S", "-P", "-U", "--nodns", "none")
+SERIOUS = {"MEDIUM", "HIGH", "CRITICAL"}
+# Waiting for issue 11 ("Revocation online": CRL distribution points and OCSP URLs in issued certificates).  Until
+# it lands this is the one serious finding allowed; after the merge the set must be empty.
+PENDING_ISSUE_11 = {"cert_revocation"}
+
+
+def sslyze() -> str:
+    if not SSLYZE.is_file():
+        missing(f"sslyze is not installed at {SSLYZE}", "run 'make scanners' (make test does), or set TLSKIT_SSLYZE")
+    return str(SSLYZE)
+
+
+def tlskit(*args: Any, cwd: Path) -> None:
+    subprocess.run([str(TLSKIT), *map(str, args)], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@dataclass(frozen=True)
+class Served:
+    cert: Path
+    key: Path
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def pki90(tmp_path_factory: pytest.TempPathFactory) -> Served:
+    """A root CA from ``tlskit ca init`` and a 90-day server certificate from ``tlskit ca issue --days 90``."""
+    d = tmp_path_factory.mktemp("scanner-pki")
+    tlskit("ca", "init", "ca", "--name", "Scanner Test Root", cwd=d)
+    tlskit("ca", "issue", "ca", "localhost", "127.0.0.1", "--days", "90", "--out", "server", cwd=d)
+    return Served(d / "server.pem", d / "server-key.pem", d / "ca" / "ca.pem")
+
+
+def mozilla(config: str, port: int, root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sslyze(), f"--mozilla_config={config}", "--certinfo_ca_file", str(root), f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_sslyze_default_serve_is_mozilla_intermediate_not_modern(pki: Any) -> None:
+    with serve("--cert", pki.server_pem, "--key", pki.server_key, "--echo") as server:
+        intermediate = mozilla("intermediate", server.port, pki.root_pem)
+        modern = mozilla("modern", server.port, pki.root_pem)
+    assert intermediate.returncode == 0 and "OK - Compliant" in intermediate.stdout, intermediate.stdout
+    # The check discriminates: TLS 1.2 and a one-year certificate are not "modern".
+    assert modern.returncode != 0 and "tls_versions" in modern.stdout, modern.stdout
+
+
+def test_sslyze_profile_modern_with_a_90_day_certificate_is_mozilla_modern(pki90: Served) -> None:
+    with serve("--cert", pki90.cert, "--key", pki90.key, "--profile", "modern", "--echo") as server:
+        modern = mozilla("modern", server.port, pki90.root)
+    assert modern.returncode == 0 and "OK - Compliant" in modern.stdout, modern.stdout
+
+
+# --- testssl.sh ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanRun:
+    findings: list[dict[str, Any]]
+    serve_log: str
+
+    def of(self, *severities: str) -> dict[str, str]:
+        return {f["id"]: f["finding"] for f in self.findings if f["severity"] in severities}
+
+
+@pytest.fixture(scope="module")
+def testssl_run(pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScanRun]:
+    """One testssl.sh scan of the default ``tlskit serve`` per session (it takes about 40 s)."""
+    testssl = tool("testssl")
+    out = tmp_path_factory.mktemp("testssl") / "findings.json"
+    with serve("--cert", pki.server_pem, "--key", pki.server_key, "--echo") as server:
+        argv = [testssl, "--quiet", "--color", "0", "--warnings", "off", "--add-ca", str(pki.root_pem)]
+        done = subprocess.run(
+            [*argv, "--jsonfile", str(out), *TESTSSL_CHECKS, f"127.0.0.1:{server.port}"],
+            capture_output=True,
+            text=True,
+            timeout=400,
+            check=False,
+        )
+        assert out.is_file(), done.stdout + done.stderr
+        yield ScanRun(json.loads(out.read_text()), serve_log(server))
+
+
+def serve_log(server: Peer) -> str:
+    server.wait_for(r"connected: ", timeout=5)
+    return server.output
+
+
+@requires("testssl")
+def test_testssl_finds_nothing_serious(testssl_run: ScanRun) -> None:
+    serious = testssl_run.of(*SERIOUS)
+    assert set(serious) <= PENDING_ISSUE_11, serious  # cipher_order is gone: the server's order is configured
+    assert "cipher_order" in {f["id"] for f in testssl_run.findings}  # ... and was checked
+
+
+@requires("testssl")
+def test_every_low_testssl_finding_is_explained_in_security_md(testssl_run: ScanRun) -> None:
+    doc = SECURITY_DOC.read_text()
+    unexplained = [name for name in testssl_run.of("LOW") if f"`{name}`" not in doc]
+    assert not unexplained, f"LOW findings without a word in docs/security.md: {unexplained}"
+    for name in PENDING_ISSUE_11:
+        assert f"`{name}`" in doc  # the pending finding is stated, with the issue that removes it
+
+
+@requires("testssl")
+def test_every_handshake_testssl_made_fail_is_logged_in_words(testssl_run: ScanRun) -> None:
+    """testssl.sh sends SSLv2 hellos, old versions, odd suites and renegotiations: every failure has a precise code."""
+    failures = re.findall(r"^serve: \S+ (?:handshake failed|closed) ?\((\w+)\)?", testssl_run.serve_log, re.M)
+    codes = set(re.findall(r"^serve: \S+ handshake failed \((\w+)\)", testssl_run.serve_log, re.M))
+    assert failures and codes, testssl_run.serve_log[-2000:]
+    assert "unknown" not in codes, testssl_run.serve_log
+    assert "Traceback" not in testssl_run.serve_log
+    assert codes <= {
+        "protocol_too_old",
+        "not_tls",
+        "no_shared_cipher",
+        "no_shared_group",
+        "truncated_handshake",
+        "connection_closed",
+        "malformed_handshake",
+        "protocol_violation",
+        "oversized_message",
+    }, codes
