@@ -47,6 +47,7 @@ PACKAGES = {
     "curl": "curl",
     "unshare": "util-linux",
     "testssl": "testssl.sh",
+    "setpriv": "util-linux",
 }
 
 

@@ -9,6 +9,7 @@ peers (subjects, SNI, ALPN, errors): those values are printed with control chara
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -238,7 +239,10 @@ class StdinReader:
                 data = os.read(fd, CHUNK)
             except OSError:
                 data = b""
-            asyncio.run_coroutine_threadsafe(self._queue.put(data), self._loop).result()
+            try:
+                asyncio.run_coroutine_threadsafe(self._queue.put(data), self._loop).result()
+            except (RuntimeError, concurrent.futures.CancelledError):  # the loop is closed: the command ended
+                return
             if not data:
                 return
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import os
 import re
 import socket
 import ssl
@@ -454,6 +455,10 @@ def explain_ssl_error(
         if reason == "HTTPS_PROXY_REQUEST":
             message = "the client sent an HTTP proxy request (CONNECT) to a TLS port"
             fix = "configure the client to use this address as an https:// server, not as a proxy"
+    if code is Code.PROTOCOL_VIOLATION and peer is Purpose.SERVER and sent_cert is False:
+        # GnuTLS (TLS 1.2) answers a missing client certificate with decode_error: say so to a client that sent none.
+        message += "; some servers (GnuTLS) answer a missing client certificate this way"
+        fix = "if the server requires a client certificate, give one (cert=, key=); else " + fix
     pretty = reason.replace("SSLV3_ALERT_", "").replace("TLSV1_ALERT_", "").replace("_", " ").lower()
     words = {"reason": pretty or "alert", "peer": peer.value}
     return Problem(code, message.format(**words), fix.format(**words))
@@ -545,7 +550,11 @@ def explain_os_error(exc: OSError, *, action: str, host: str, port: int) -> Prob
     busy port or an unreachable host reads the same everywhere.
     """
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # The system's words for errno: uvloop's strerror repeats the whole call ("error while attempting to bind on
+    # address ('127.0.0.1', 443): permission denied").  A resolver error's errno is not an errno.
     why = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+        why = os.strerror(exc.errno)
     if isinstance(exc, socket.gaierror):
         return Problem(
             Code.NAME_NOT_RESOLVED,
