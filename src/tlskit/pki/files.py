@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from .._fileio import read_bytes
@@ -76,8 +77,8 @@ def detect_kind(data: bytes) -> PemKind:
         return kind
     try:
         serialization.load_der_private_key(data, password=None)
-    except TypeError:
-        return PemKind.PRIVATE_KEY  # encrypted
+    except (TypeError, UnsupportedAlgorithm):
+        return PemKind.PRIVATE_KEY  # encrypted, or a key of a kind (curve) cryptography does not support
     except ValueError:
         pass
     else:
@@ -87,6 +88,8 @@ def detect_kind(data: bytes) -> PemKind:
             from cryptography.hazmat.primitives.serialization import pkcs12
 
             pkcs12.load_pkcs12(data, None)
+        except UnsupportedAlgorithm:
+            return PemKind.PKCS12  # a legacy bundle (RC2-40 and the like)
         except ValueError as exc:
             if "password" in str(exc).lower() or "mac" in str(exc).lower():
                 return PemKind.PKCS12
