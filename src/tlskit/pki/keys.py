@@ -135,13 +135,13 @@ def parse_private_key(data: bytes, *, passphrase: bytes | None = None, source: s
         key = loader(data, password=passphrase)
     except TypeError as exc:
         # cryptography: "Password was not given but private key is encrypted" / "... not encrypted"
-        encrypted = PassphraseError(f"{source}: the private key is encrypted", fix="give its passphrase (passphrase=)")
+        locked = PassphraseError(f"{source}: the private key is encrypted", fix="give its passphrase (passphrase=)")
         if not passphrase:  # None, or b"" (which cryptography takes for no passphrase)
-            raise encrypted from exc
+            raise locked from exc
         try:
             key = loader(data, password=None)  # a passphrase for an unencrypted key is harmless
         except TypeError:
-            raise encrypted from exc
+            raise locked from exc
         except Exception as again:  # ValueError, UnsupportedAlgorithm: the key itself is unreadable
             raise InputError(f"{source}: not a readable private key", fix="check the key file") from again
     except ValueError as exc:
