@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+BASE   := $(VENV)/.installed-base
 STAMP  := $(VENV)/.installed
 
 # sslyze pins its dependencies (pydantic, nassl, cryptography), so it lives in a virtual environment of its own.
@@ -11,20 +12,25 @@ SSLYZE_VERSION := 6.3.1
 
 .PHONY: demo test lint typecheck pytest scanners soak fuzz bench clean
 
-$(STAMP): pyproject.toml
+# The demo needs tlskit alone; the tests also need the dev tools and the libraries the examples use.
+$(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e .
+	touch $(BASE)
+
+$(STAMP): $(BASE)
+	$(PY) -m pip install -q -e '.[dev,examples]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(VENV)/bin/tlskit demo
 
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -14,6 +14,7 @@ import resource
 import selectors
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 _S_TIME_RE = re.compile(r"^(\d+) connections in ([\d.]+)s;", re.MULTILINE)
 _READY_RE = re.compile(r"^READY (\d+)$")
+# ``openssl s_client -msg``: one line per handshake message received ("<<<") or sent (">>>").
+_TICKET_RE = re.compile(r"^<<< TLS 1\.3, Handshake \[length [0-9a-f]+\], NewSessionTicket$", re.MULTILINE)
+_VERSION_RE = re.compile(r"\b(\d+\.\d+\.\d+[a-z]?)\b")
 
 
 def parse_s_time(text: str) -> int:
@@ -42,6 +46,32 @@ def parse_s_time(text: str) -> int:
     if match is None:
         raise ValueError(f"no s_time summary in output: {text[-300:]!r}")
     return int(match.group(1))
+
+
+def parse_ticket_count(msg_output: str) -> int:
+    """NewSessionTicket messages received, from the ``-msg`` trace of ``openssl s_client`` (decrypted records)."""
+    return len(_TICKET_RE.findall(msg_output))
+
+
+def parse_brief(text: str, name: str) -> str:
+    """The value of a ``Name: value`` line of ``openssl s_client -brief`` (``?`` when missing)."""
+    match = re.search(rf"^{re.escape(name)}:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else "?"
+
+
+def openssl_number(version: str) -> str:
+    """``3.0.19`` from ``OpenSSL 3.0.19 27 Jan 2026`` or ``3.0.19+quic``; the text itself if it has none."""
+    match = _VERSION_RE.search(version)
+    return match.group(1) if match else version
+
+
+def parse_libssl(maps: str) -> str:
+    """The libssl file mapped in a process (from ``/proc/PID/maps``); empty when none is."""
+    for line in maps.splitlines():
+        path = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
+        if re.search(r"/libssl[^/]*\.so", path):
+            return path.strip()
+    return ""
 
 
 def parse_ready(line: str) -> int:
@@ -100,6 +130,11 @@ def descendants(pid: int) -> list[int]:
         found.append(current)
         todo.extend(children.get(current, ()))
     return found
+
+
+def mapped_libssl(pid: int) -> str:
+    """The libssl file a live process has mapped; empty when it has none (OpenSSL linked into the binary)."""
+    return parse_libssl(Path(f"/proc/{pid}/maps").read_text())
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
@@ -224,6 +259,27 @@ class Proc:
             if line.startswith(prefix):
                 return line.strip()
 
+    def read_until(self, marker: str, timeout: float) -> str:
+        """Raw stdout until ``marker`` appears (TimeoutError / RuntimeError otherwise), read with ``os.read``.
+
+        For a program that prints much at once (``s_client -msg``): the buffered :meth:`readline` would wait
+        on the pipe while the lines are already in Python's buffer.  Do not mix both on one process.
+        """
+        stdout = self.popen.stdout
+        assert stdout is not None
+        data = b""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(stdout.fileno(), selectors.EVENT_READ)
+            while marker.encode() not in data:
+                if not sel.select(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"{self.name}: no {marker!r} within {timeout:g} s: {data[-300:]!r}")
+                chunk = os.read(stdout.fileno(), 65536)
+                if not chunk:
+                    raise RuntimeError(f"{self.name} exited before {marker!r}: {self.stderr_tail()}")
+                data += chunk
+        return data.decode(errors="replace")
+
     def send(self, line: str) -> None:
         stdin = self.popen.stdin
         assert stdin is not None
@@ -295,6 +351,19 @@ class ProcessSet:
         for proc in reversed(self.procs):
             proc.stop(timeout=2.0)
         self.procs.clear()
+
+
+def wait_for_port(proc: Proc, port: int, what: str, timeout: float = 10.0) -> None:
+    """Wait until ``proc`` (a program that cannot report its port) accepts on ``port``; RuntimeError if it exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.popen.poll() is not None:
+                raise RuntimeError(f"{what} did not start: {proc.stderr_tail()}") from None
+            time.sleep(0.05)
 
 
 def wait_all(procs: Sequence[Proc], timeout: float) -> list[str]:

@@ -1,7 +1,10 @@
 // Node `tls` echo server for bench/run.py.  Usage: node --expose-gc node_echo.js CERT KEY
 //
 // Same settings as the tlskit server: TLS 1.3 only, the same groups (X25519, P-256, P-384) and TLS 1.3 suites
-// (Node's defaults, which are also OpenSSL's), client's cipher choice, session tickets as by default.
+// (Node's defaults, which are also OpenSSL's), client's cipher choice.  The number of TLS 1.3 session tickets per
+// handshake has no option in Node's API: bench/run.py starts Node with `--openssl-config=FILE`, an OpenSSL config
+// whose `NumTickets` (an SSL_CONF command, applied to every SSL_CTX through `system_default`) is tlskit's count,
+// and checks the count each server really sends before measuring.
 // Prints "READY <port>" once listening on 127.0.0.1 (OS-picked port).  Commands on stdin, one per line:
 // "gc" runs a full garbage collection then prints "OK" (so idle memory is measured after collection, as for
 // the Python servers); end of stdin exits.

@@ -1,8 +1,19 @@
-"""Result records of one bench run (frozen dataclasses), with the derived figures the report shows."""
+"""Result records of one bench run (frozen dataclasses), with the derived figures the report shows.
+
+A run is saved as JSON (:func:`to_json`, ``docs/benchmarks.json``) and the report is rendered from what
+:func:`from_json` reads back, so the committed document can be regenerated from the committed data.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import statistics
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness import Memory
 
@@ -20,12 +31,43 @@ class ServerKind:
 
 @dataclass(frozen=True)
 class Probe:
-    """What ``openssl s_client -brief`` negotiated with a server."""
+    """One full handshake with a server by ``openssl s_client -msg -brief``: what it negotiated and sent.
+
+    ``tickets`` counts the NewSessionTicket messages the server sent after the handshake (read before the
+    echo of a first line of data, so every ticket of the handshake is in); ``libssl`` is the libssl file mapped
+    in the server process (``/proc/PID/maps``), empty when none is (OpenSSL built into the executable).
+    """
 
     kind: str
     protocol: str
     cipher: str
     temp_key: str
+    tickets: int
+    libssl: str
+    ticket_setting: str  # how the bench set the server's ticket count
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """In-process server-side µs per handshake of one ``bench/handshake_micro.py`` variant, one per round.
+
+    ``num_tickets`` is the variant's ``SSLContext.num_tickets``; ``tickets_sent`` the records its server wrote
+    after the client's Finished, counted with tlskit's record parser.
+    """
+
+    variant: str
+    num_tickets: int
+    tickets_sent: int
+    rounds_us: tuple[float, ...]
+
+    @property
+    def median_us(self) -> float:
+        return statistics.median(self.rounds_us)
+
+    @property
+    def spread_us(self) -> float:
+        """Highest minus lowest round: how far apart repeated measurements of the same thing landed."""
+        return max(self.rounds_us) - min(self.rounds_us)
 
 
 @dataclass(frozen=True)
@@ -144,12 +186,57 @@ class ScaleResult:
         return (self.after.rss_kib - self.before.rss_kib) / max(1, self.opened)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """How the run was made: every count, duration, CPU and threshold the report mentions."""
+
+    date: str = "?"
+    command: str = "bench/run.py"
+    data_file: str = "benchmarks.json"
+    cpus: int = 0
+    server_cpu: str = "0"
+    load_cpu: str = "1"
+    idle: int = 0
+    idle_procs: int = 0
+    scale: int = 0
+    scale_procs: int = 0
+    fresh: int = 0
+    warmup_conns: int = 0
+    s_time_procs: int = 0
+    s_time_seconds: int = 0
+    s_time_warmup_seconds: int = 0
+    rounds: int = 0
+    stream_mib: int = 0
+    stream_warmup_mib: int = 0
+    stream_chunk_kib: int = 0
+    split_rounds: int = 0
+    split_count: int = 0
+    quiet_wait: float = 0.0
+    quiet_phase_max: float = 0.0
+    quiet_threshold: float = 0.0
+    saturated: float = 0.0  # server CPU seconds per wall second and worker from which a server counts as saturated
+    noisy_phase: float = 0.0  # other load (CPU per wall second) above which a phase is flagged noisy
+    certificate: str = "?"
+    node_config: str = ""  # the OpenSSL config file given to Node (NODE_CNF), as written
+    tlskit_loop: str = "?"  # tlskit's default event loop (tlskit.net.server.loop_factory) in this install
+    stdlib_read_buffer: int = 0  # asyncio.sslproto.SSLProtocol.max_size of this Python
+    tunnel_idle: int = 0  # idle tunnelled connections per tunnel (tunnel phase)
+    churn_procs: int = 0  # handshake client processes per tunnel (tunnel phase)
+
+
 @dataclass
 class Results:
     """Everything one run measured, plus the exact commands and any phase that failed."""
 
     facts: dict[str, str] = field(default_factory=dict)
-    settings: dict[str, str] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
+    targets: dict[str, float] = field(default_factory=dict)
+    """tlskit/Node ratio limits by metric (``memory``, ``handshake``, ``gib``; ``workers``: a minimum)."""
+    tickets_configured: int = -1
+    """``num_tickets`` of tlskit's ``server_context``: the count Node and ``openssl s_server`` are given too."""
+    openssl: dict[str, str] = field(default_factory=dict)
+    """OpenSSL version strings read at run time: ``python`` (ssl.OPENSSL_VERSION), ``node``
+    (process.versions.openssl), ``openssl`` (``openssl version``)."""
     commands: list[tuple[str, str]] = field(default_factory=list)  # (what, command line), each variant once
     probes: dict[str, Probe] = field(default_factory=dict)
     memory: dict[str, MemoryResult] = field(default_factory=dict)
@@ -157,9 +244,75 @@ class Results:
     streams: dict[str, StreamResult] = field(default_factory=dict)
     scale: dict[str, ScaleResult] = field(default_factory=dict)
     workers: dict[int, HandshakeResult] = field(default_factory=dict)
-    split: dict[str, float] = field(default_factory=dict)
-    """In-process server-side µs per handshake by bench/handshake_micro.py variant (median of its rounds)."""
+    tunnel_memory: dict[str, MemoryResult] = field(default_factory=dict)
+    """``tlskit tunnel`` and stunnel4: tunnel memory per idle tunnelled connection (bench/tunnel_bench.py)."""
+    tunnel_handshakes: dict[str, HandshakeResult] = field(default_factory=dict)
+    tunnel_streams: dict[str, StreamResult] = field(default_factory=dict)
+    split: dict[str, SplitResult] = field(default_factory=dict)
+    """In-process server-side handshakes by bench/handshake_micro.py variant."""
     errors: dict[str, str] = field(default_factory=dict)
     foreign: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per phase: (wall seconds, CPU seconds used on the machine by processes the bench did not start)."""
     total_seconds: float = 0.0
+
+    def mismatches(self, expected: Sequence[str]) -> list[str]:
+        """Why the servers ``expected`` did not all run with the same settings (empty: they did).
+
+        Same protocol, cipher suite, key exchange group and session tickets per handshake, the ticket count
+        being the one tlskit's ``server_context`` sets; and the same protocol and suite in the stream phase.
+        """
+        problems = [f"{key}: not probed" for key in expected if key not in self.probes]
+        probes = [self.probes[key] for key in expected if key in self.probes]
+        for name in ("protocol", "cipher", "temp_key", "tickets"):
+            seen = {getattr(p, name) for p in probes}
+            if len(seen) > 1:
+                problems.append(f"{name} differs: " + ", ".join(f"{p.kind} {getattr(p, name)}" for p in probes))
+        problems += [
+            f"{p.kind} sent {p.tickets} session tickets, tlskit's server_context sets {self.tickets_configured}"
+            for p in probes
+            if p.tickets != self.tickets_configured
+        ]
+        streams = {s.negotiated for key, s in self.streams.items() if key in expected}
+        if len(streams) > 1:
+            problems.append(
+                "the stream client negotiated " + ", ".join(f"{k} {s.negotiated}" for k, s in self.streams.items())
+            )
+        return problems
+
+
+# -- JSON ------------------------------------------------------------------------------------------------------
+
+
+def to_json(results: Results) -> str:
+    """The run as JSON text (dataclasses as objects, tuples as lists, int keys as strings)."""
+    return json.dumps(dataclasses.asdict(results), indent=1, ensure_ascii=False) + "\n"
+
+
+def from_json(text: str) -> Results:
+    """The :class:`Results` that :func:`to_json` wrote."""
+    decoded = _decode(Results, json.loads(text))
+    assert isinstance(decoded, Results)
+    return decoded
+
+
+def _decode(kind: Any, value: Any) -> Any:
+    """``value`` (parsed JSON) as an instance of the type annotation ``kind``."""
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        hints = typing.get_type_hints(kind)
+        return kind(
+            **{f.name: _decode(hints[f.name], value[f.name]) for f in dataclasses.fields(kind) if f.name in value}
+        )
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is dict:
+        return {_decode(args[0], k): _decode(args[1], v) for k, v in value.items()}
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], v) for v in value)
+        return tuple(_decode(a, v) for a, v in zip(args, value, strict=True))
+    if origin is list:
+        return [_decode(args[0], v) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        return None if value is None else _decode(next(a for a in args if a is not type(None)), value)
+    if kind is float:
+        return float(value)
+    return kind(value)

@@ -1,13 +1,20 @@
 """Benchmark tlskit's TLS transport against Node's ``tls`` in one run, side by side; write docs/benchmarks.md.
 
 Run with ``make bench`` (the same as ``.venv/bin/python bench/run.py``); ``--quick`` is a short smoke run that
-writes to a scratch file unless ``--out`` is given.  Servers (same certificate and key, TLS 1.3, same cipher and
-group, checked with ``openssl s_client``):
+writes to a scratch file unless ``--out`` is given.  It writes the run's data (``docs/benchmarks.json``), the
+report rendered from that data (``docs/benchmarks.md``) and the README's generated figures.  Servers (same
+certificate and key, TLS 1.3):
 
-- ``tlskit``: ``tlskit.start_server`` echo on uvloop (the default when the ``fast`` extra is installed);
+- ``tlskit``: ``tlskit.start_server`` echo on uvloop (tlskit's default loop on Linux and macOS);
 - ``tlskit-asyncio``: the same on the stdlib asyncio event loop;
 - ``stdlib``: ``asyncio.start_server(ssl=ctx)``, the stdlib TLS transport (the design tlskit replaces);
-- ``node``: ``tls.createServer`` with ``socket.pipe(socket)``.
+- ``node``: ``tls.createServer`` with ``socket.pipe(socket)``;
+- ``openssl``: ``openssl s_server``, a C reference for handshake CPU only.
+
+Same settings on every side: Node and s_server send as many TLS 1.3 session tickets per handshake as tlskit's
+``server_context`` (Node through an OpenSSL config file, since its ``tls`` API has no option for it).  Before
+measuring anything the bench makes one handshake with every server (``openssl s_client -msg``) and counts the
+NewSessionTicket messages it sends and what it negotiated; if any server differs, the run stops with an error.
 
 Each server is pinned to CPU 0 (``taskset -c 0``) and every load generator to CPU 1; the ``workers`` phase pins
 nothing (see the caveat in the report).  Every loop is bounded in count and time, only 127.0.0.1 is used, and
@@ -32,6 +39,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import tunnel_bench
 from harness import (
     BENCH_DIR,
     HOST,
@@ -45,18 +53,34 @@ from harness import (
     descendants,
     machine_busy_seconds,
     machine_facts,
+    mapped_libssl,
     memory,
     own_cpu_seconds,
+    parse_brief,
     parse_ready,
     parse_s_time,
+    parse_ticket_count,
     pinned,
     raise_nofile,
     wait_all,
+    wait_for_port,
     wait_until_quiet,
 )
 from idle_clients import open_one
-from report import render, summary_lines
-from results import HandshakeResult, MemoryResult, Probe, Results, ScaleResult, ServerKind, StreamResult
+from report import render, replace_readme_block, summary_lines
+from results import (
+    HandshakeResult,
+    MemoryResult,
+    Probe,
+    Results,
+    ScaleResult,
+    ServerKind,
+    Settings,
+    SplitResult,
+    StreamResult,
+    from_json,
+    to_json,
+)
 
 SERVER_CPU = "0"
 LOAD_CPU = "1"
@@ -68,6 +92,20 @@ MIB = 1024 * 1024
 S_TIME_NO_TRUST = ("-no-CAfile", "-no-CApath", "-no-CAstore")
 SERVERS = ("tlskit", "tlskit-asyncio", "stdlib", "node")
 OPENSSL = "openssl"  # openssl s_server: a C reference for handshake CPU only
+# The project's targets for tlskit / Node (workers: rate with two workers over one, a minimum).
+TARGETS = {"memory": 0.5, "handshake": 0.8, "gib": 0.7, "workers": 1.7}
+WARMUP_CONNS = 50  # connections opened and closed before measuring memory
+IDLE_PROCS = 2  # client processes for the idle connections of the memory phase
+SCALE_PROCS = 4  # client processes for the scale phase
+S_TIME_WARMUP = 1  # seconds of s_time before each measured handshake round (not counted)
+STREAM_WARMUP_MIB = 16
+STREAM_CHUNK_KIB = 64
+SPLIT_COUNT = 300  # in-process handshakes per variant and round
+QUIET_PHASE_MAX = 10.0  # at most this long waiting for other load before one phase
+QUIET_THRESHOLD = 0.1  # "quiet": other processes use less CPU than this (cores)
+SATURATED = 0.9  # a server using this much CPU per wall second and worker is the bottleneck
+NOISY_PHASE = 0.2  # the report flags phases where other processes used more CPU than this (cores)
+PING = "ping"  # the probe's first line of data; its echo comes after every session ticket
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -82,9 +120,31 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
     return cert, key, root
 
 
-def server_kinds(cert: Path, key: Path) -> dict[str, ServerKind]:
+def tlskit_num_tickets(cert: Path, key: Path) -> int:
+    """The TLS 1.3 session tickets per handshake of tlskit's ``server_context`` (what every tlskit server uses)."""
+    from tlskit.net.context import server_context
+
+    return server_context(cert=cert, key=key, min_version="1.3").num_tickets
+
+
+def write_node_config(path: Path, tickets: int) -> Path:
+    """An OpenSSL config for Node (``--openssl-config``): ``NumTickets`` on every SSL_CTX it creates.
+
+    Node reads only the ``nodejs_conf`` section (unless ``--openssl-shared-config``); ``system_default`` is
+    the ssl_conf section OpenSSL applies to each new SSL_CTX.
+    """
+    path.write_text(
+        "nodejs_conf = nodejs_init\n\n[nodejs_init]\nssl_conf = ssl_sect\n\n[ssl_sect]\n"
+        "system_default = system_default_sect\n\n[system_default_sect]\n"
+        f"NumTickets = {tickets}\n"
+    )
+    return path
+
+
+def server_kinds(cert: Path, key: Path, node_config: Path) -> dict[str, ServerKind]:
     echo = [PYTHON, str(BENCH_DIR / "tlskit_echo.py"), str(cert), str(key)]
-    node = ["node", "--expose-gc", str(BENCH_DIR / "node_echo.js"), str(cert), str(key)]
+    node = ["node", f"--openssl-config={node_config}", "--expose-gc", str(BENCH_DIR / "node_echo.js"), str(cert),
+            str(key)]  # fmt: skip
     kinds = [
         ServerKind("tlskit", "tlskit (uvloop)", (*echo, "--loop", "uvloop")),
         ServerKind("tlskit-asyncio", "tlskit (asyncio loop)", (*echo, "--loop", "asyncio")),
@@ -108,15 +168,25 @@ class Bench:
         self.work = work
         self.procs = ProcessSet(work)
         self.cert, self.key, self.root = make_certificates(work)
-        self.kinds = server_kinds(self.cert, self.key)
-        self.results = Results()
+        self.tickets = tlskit_num_tickets(self.cert, self.key)
+        self.node_config = write_node_config(work / "node-openssl.cnf", self.tickets)
+        self.kinds = server_kinds(self.cert, self.key, self.node_config)
+        self.results = Results(targets=dict(TARGETS), tickets_configured=self.tickets)
+        self.ticket_settings = {
+            "tlskit": f"server_context: num_tickets = {self.tickets}",
+            "tlskit-asyncio": f"server_context: num_tickets = {self.tickets}",
+            "stdlib": f"server_context: num_tickets = {self.tickets}",
+            "node": f"--openssl-config NODE_CNF: NumTickets = {self.tickets}",
+            OPENSSL: f"-num_tickets {self.tickets}",
+        }
         self.client_ctx = ssl.create_default_context(cafile=str(self.root))
         self.quiet_budget = args.quiet_wait
+        self.server_cpu, self.load_cpu = SERVER_CPU, LOAD_CPU
 
     def note_command(self, label: str, argv: Sequence[str], port: int | None = None) -> None:
         """Remember a command line for the report (temp paths and ports replaced by names), once per variant."""
         text = relative(argv)
-        for path, name in ((self.cert, "CERT"), (self.key, "KEY"), (self.root, "CA")):
+        for path, name in ((self.cert, "CERT"), (self.key, "KEY"), (self.root, "CA"), (self.node_config, "NODE_CNF")):
             text = text.replace(str(path), name)
         text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
         if port is not None:
@@ -143,20 +213,13 @@ class Bench:
             port = probe.getsockname()[1]
         argv = pinned(
             ["openssl", "s_server", "-accept", f"{HOST}:{port}", "-cert", str(self.cert), "-key", str(self.key),
-             "-tls1_3", "-quiet"],
+             "-tls1_3", "-num_tickets", str(self.tickets), "-quiet"],
             cpus,
         )  # fmt: skip
         self.note_command("server openssl", argv)
         proc = self.procs.spawn(OPENSSL, argv, stdin_stops=False)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                return proc, port
-            except OSError:
-                if time.monotonic() > deadline or proc.popen.poll() is not None:
-                    raise RuntimeError(f"openssl s_server did not start: {proc.stderr_tail()}") from None
-                time.sleep(0.05)
+        wait_for_port(proc, port, "openssl s_server")
+        return proc, port
 
     def gc(self, server: Proc) -> None:
         """Full collection in the server (Python ``gc.collect()``, V8 ``gc()``), then let it settle."""
@@ -164,24 +227,47 @@ class Bench:
         server.expect("OK", timeout=10)
         time.sleep(0.3)
 
-    def probe(self, key: str, port: int) -> None:
-        """Record what ``openssl s_client -brief`` negotiates (protocol, cipher, key exchange group)."""
+    def probe(self, key: str, server: Proc, port: int) -> None:
+        """One handshake by ``openssl s_client -msg -brief``: protocol, suite, group and session tickets sent.
+
+        The client sends a line and waits for it to come back: the server sends its tickets right after the
+        handshake, before it reads any data, so every ticket has arrived when the echo does.  ``openssl
+        s_server`` does not echo; it prints what it receives, and the bench sends the line back through it.
+        """
         argv = pinned(
-            ["openssl", "s_client", "-connect", f"{HOST}:{port}", "-brief", "-CAfile", str(self.root),
+            ["openssl", "s_client", "-connect", f"{HOST}:{port}", "-msg", "-brief", "-CAfile", str(self.root),
              "-servername", "localhost", "-verify_return_error"],
             LOAD_CPU,
         )  # fmt: skip
-        self.note_command("probe: what each server negotiates", argv)
-        out = subprocess.run(argv, input="", capture_output=True, text=True, timeout=15, check=False)
-        text = out.stdout + out.stderr
+        self.note_command("probe: what each server negotiates and how many session tickets it sends", argv)
+        client = self.procs.spawn("probe", argv)
+        try:
+            client.send(PING)
+            if key == OPENSSL:
+                server.expect(PING, timeout=15)
+                server.send(PING)
+            trace = client.read_until(f"\n{PING}\n", timeout=15)
+        finally:
+            self.procs.stop(client)
+        brief = client.stderr_path.read_text(errors="replace") if client.stderr_path else ""
+        if "Verification: OK" not in brief:
+            raise RuntimeError(f"s_client could not verify the {key} server: {brief[-400:]}")
+        self.results.probes[key] = Probe(
+            key,
+            parse_brief(brief, "Protocol version"),
+            parse_brief(brief, "Ciphersuite"),
+            parse_brief(brief, "Server Temp Key"),
+            parse_ticket_count(trace),
+            mapped_libssl(server.pid),
+            self.ticket_settings[key],
+        )
 
-        def field(name: str) -> str:
-            match = re.search(rf"^{name}:\s*(.+)$", text, re.MULTILINE)
-            return match.group(1).strip() if match else "?"
-
-        if "Verification: OK" not in text:
-            raise RuntimeError(f"s_client could not verify the {key} server: {text[-400:]}")
-        self.results.probes[key] = Probe(key, field("Protocol version"), field("Ciphersuite"), field("Server Temp Key"))
+    def phase_settings(self, key: str) -> None:
+        server, port = self.start_server(key, SERVER_CPU)
+        try:
+            self.probe(key, server, port)
+        finally:
+            self.procs.stop(server)
 
     def idle_clients(
         self, port: int, total: int, processes: int, deadline: float
@@ -195,7 +281,7 @@ class Bench:
                  "--deadline", f"{deadline:g}"],
                 LOAD_CPU,
             )  # fmt: skip
-            what = "warm-up" if total <= 50 else f"{processes} processes"
+            what = "warm-up" if total <= WARMUP_CONNS else f"{processes} processes"
             self.note_command(f"idle clients ({what})", argv, port)
             clients.append(self.procs.spawn("idle", argv))
         opened = failed = 0
@@ -211,7 +297,7 @@ class Bench:
 
     def warm_up(self, port: int) -> None:
         """A few connections first, so one-time allocations are not counted as per-connection memory."""
-        clients, *_ = self.idle_clients(port, 50, 1, 30)
+        clients, *_ = self.idle_clients(port, WARMUP_CONNS, 1, 30)
         self.close_clients(clients)
 
     # -- phases ----------------------------------------------------------------------------------------------
@@ -219,20 +305,23 @@ class Bench:
     def phase_memory(self, key: str) -> None:
         server, port = self.start_server(key, SERVER_CPU)
         try:
-            self.probe(key, port)
-            self.warm_up(port)
-            self.gc(server)
-            before = memory(server.pid)
-            clients, opened, failed, secs = self.idle_clients(port, self.args.idle, 2, 120)
-            time.sleep(1.0)  # let the servers finish anything they deferred
-            self.gc(server)
-            after = memory(server.pid)
-            self.close_clients(clients)
-            if opened == 0:
-                raise RuntimeError(f"no idle connection could be opened to {key}")
-            self.results.memory[key] = MemoryResult(key, opened, failed, secs, before, after)
+            self.results.memory[key] = self.idle_memory(key, server, port, self.args.idle, lambda: self.gc(server))
         finally:
             self.procs.stop(server)
+
+    def idle_memory(self, key: str, server: Proc, port: int, count: int, collect: Callable[[], None]) -> MemoryResult:
+        """Server memory before and after ``count`` idle connections, each reading after ``collect()`` (a GC)."""
+        self.warm_up(port)
+        collect()
+        before = memory(server.pid)
+        clients, opened, failed, secs = self.idle_clients(port, count, IDLE_PROCS, 120)
+        time.sleep(1.0)  # let the servers finish anything they deferred
+        collect()
+        after = memory(server.pid)
+        self.close_clients(clients)
+        if opened == 0:
+            raise RuntimeError(f"no idle connection could be opened to {key}")
+        return MemoryResult(key, opened, failed, secs, before, after)
 
     def s_time(self, port: int, cpus: str, seconds: int, processes: int) -> tuple[int, float, float]:
         """Run ``processes`` ``openssl s_time -new`` for ``seconds``; return (handshakes, wall s, client CPU s)."""
@@ -241,7 +330,7 @@ class Bench:
              "-ciphersuites", TLS13_SUITE, *S_TIME_NO_TRUST],
             cpus,
         )  # fmt: skip
-        what = "warm-up" if seconds <= 1 else f"{processes} processes"
+        what = "warm-up" if seconds <= S_TIME_WARMUP else f"{processes} processes"
         self.note_command(f"load: s_time on CPU {cpus} ({what})", argv)
         client0 = children_cpu_seconds()
         start = time.perf_counter()
@@ -254,7 +343,7 @@ class Bench:
         return sum(parse_s_time(out) for out in outputs), wall, client_cpu
 
     def measure_handshakes(self, label: str, server: Proc, port: int, cpus: str) -> HandshakeResult:
-        self.s_time(port, cpus, 1, 2)  # warm-up (Node's JIT, Python's caches), not counted
+        self.s_time(port, cpus, S_TIME_WARMUP, 2)  # warm-up (Node's JIT, Python's caches), not counted
         pids = descendants(server.pid)
         before = {pid: cpu_times(pid) for pid in pids}
         handshakes, wall, client_cpu = self.s_time(port, cpus, self.args.seconds, self.args.s_time_procs)
@@ -276,16 +365,16 @@ class Bench:
         previous = self.results.handshakes.get(key)
         self.results.handshakes[key] = result if previous is None else previous + result
 
-    def stream(self, port: int, size: int) -> tuple[int, float, str]:
+    def stream(self, port: int, size: int, *, deadline: int = 30) -> tuple[int, float, str]:
         argv = pinned(
             [PYTHON, str(BENCH_DIR / "stream_client.py"), str(port), str(self.root), "--bytes", str(size),
-             "--deadline", "30"],
+             "--chunk", str(STREAM_CHUNK_KIB * 1024), "--deadline", str(deadline)],
             LOAD_CPU,
         )  # fmt: skip
-        self.note_command("stream client" + (" (warm-up)" if size <= 16 * MIB else ""), argv, port)
+        self.note_command("stream client" + (" (warm-up)" if size <= STREAM_WARMUP_MIB * MIB else ""), argv, port)
         client = self.procs.spawn("stream", argv)
         try:
-            _, sent, received, seconds, *negotiated = client.expect("DONE", timeout=90).split()
+            _, sent, received, seconds, *negotiated = client.expect("DONE", timeout=deadline + 60).split()
         finally:
             self.procs.stop(client)
         if int(sent) != size or int(received) != size:
@@ -295,7 +384,7 @@ class Bench:
     def phase_stream(self, key: str) -> None:
         server, port = self.start_server(key, SERVER_CPU)
         try:
-            self.stream(port, 16 * MIB)  # warm-up
+            self.stream(port, STREAM_WARMUP_MIB * MIB)  # warm-up
             cpu0, client0 = cpu_seconds([server.pid]), children_cpu_seconds()
             echoed, seconds, negotiated = self.stream(port, self.args.stream_mib * MIB)
             cpu1, client1 = cpu_seconds([server.pid]), children_cpu_seconds()
@@ -310,7 +399,7 @@ class Bench:
             self.warm_up(port)
             self.gc(server)
             before = memory(server.pid)
-            clients, opened, failed, secs = self.idle_clients(port, self.args.scale, 4, 150)
+            clients, opened, failed, secs = self.idle_clients(port, self.args.scale, SCALE_PROCS, 150)
             self.gc(server)
             after = memory(server.pid)
             fresh: list[float] = []
@@ -339,14 +428,17 @@ class Bench:
                 "--tsv",
                 "--rounds",
                 str(self.args.split_rounds),
+                "--count",
+                str(SPLIT_COUNT),
             ],
             SERVER_CPU,
         )
         self.note_command("in-process handshakes", argv)
         out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True, cwd=ROOT).stdout
         for line in out.splitlines():
-            variant, median, _minimum = line.split("\t")
-            self.results.split[variant] = float(median)
+            variant, configured, sent, rounds = line.split("\t")
+            values = tuple(float(v) for v in rounds.split(","))
+            self.results.split[variant] = SplitResult(variant, int(configured), int(sent), values)
 
     def phase_workers(self, workers: int) -> None:
         server, port = self.start_server("tlskit", ALL_CPUS, ["--workers", str(workers)])
@@ -359,10 +451,15 @@ class Bench:
 
     # -- running ---------------------------------------------------------------------------------------------
 
-    def run_phase(self, name: str, fn: Callable[[], None]) -> None:
-        """Run one phase; record its error instead of stopping, and how busy the rest of the machine was."""
-        if self.quiet_budget > 0:  # a shared machine: let someone else's burst pass first (bounded)
-            self.quiet_budget -= wait_until_quiet(max_wait=min(10.0, self.quiet_budget))
+    def run_phase(self, name: str, fn: Callable[[], None], *, timed: bool = True) -> None:
+        """Run one phase; record its error instead of stopping, and how busy the rest of the machine was.
+
+        Before a ``timed`` phase (one that measures time or memory), wait for other load to pass.
+        """
+        if timed and self.quiet_budget > 0:  # a shared machine: let someone else's burst pass first (bounded)
+            self.quiet_budget -= wait_until_quiet(
+                max_wait=min(QUIET_PHASE_MAX, self.quiet_budget), threshold=QUIET_THRESHOLD
+            )
         start = time.perf_counter()
         busy0, own0 = machine_busy_seconds(), own_cpu_seconds()
         print(f"[{time.perf_counter() - self.started:6.1f}s] {name} ...", flush=True)
@@ -386,6 +483,16 @@ class Bench:
         phases = self.args.phases
         order = [k for k in SERVERS if k in self.args.servers]
         try:
+            # Same settings on every side, checked before anything is measured.
+            for key in [*order, OPENSSL]:
+                self.run_phase(
+                    f"settings {key}",
+                    lambda key=key: self.phase_settings(key),  # type: ignore[misc]
+                    timed=False,
+                )
+            problems = self.results.mismatches([*order, OPENSSL])
+            if problems:
+                raise SettingsMismatch(problems)
             if "memory" in phases:
                 for key in order:
                     self.run_phase(f"memory {key}", lambda key=key: self.phase_memory(key))  # type: ignore[misc]
@@ -408,16 +515,34 @@ class Bench:
             if "workers" in phases:
                 for n in (1, 2):
                     self.run_phase(f"workers={n}", lambda n=n: self.phase_workers(n))  # type: ignore[misc]
+            if "tunnel" in phases:
+                tunnel_bench.run_phases(self)
         finally:
             self.procs.stop_all()
         self.results.total_seconds = time.perf_counter() - self.started
         return self.results
 
 
-PHASES = ("memory", "handshake", "split", "stream", "scale", "workers")
-# handshake_micro.py variants: bare OpenSSL, one session ticket instead of two, none, and tlskit's engine.
-SPLIT_VARIANTS = ("raw", "raw:tickets1", "raw:tickets0", "engine")
-QUICK = {"idle": 200, "scale": 1000, "fresh": 2, "seconds": 2, "rounds": 1, "split_rounds": 2, "stream_mib": 64}
+class SettingsMismatch(RuntimeError):
+    """The servers did not run with the same TLS settings: nothing measured would compare like with like."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("the servers do not run with the same settings:\n  " + "\n  ".join(problems))
+
+
+PHASES = ("memory", "handshake", "split", "stream", "scale", "workers", "tunnel")
+# handshake_micro.py variants: bare OpenSSL with two, one and no session tickets, and tlskit's engine.
+SPLIT_VARIANTS = ("raw:tickets2", "raw:tickets1", "raw:tickets0", "engine")
+QUICK = {
+    "idle": 200,
+    "scale": 1000,
+    "fresh": 2,
+    "seconds": 2,
+    "rounds": 1,
+    "split_rounds": 2,
+    "stream_mib": 64,
+    "tunnel_idle": 200,
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -432,6 +557,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--s-time-procs", type=int, default=4, help="concurrent s_time processes")
     parser.add_argument("--stream-mib", type=int, default=1024, help="MiB echoed per server")
     parser.add_argument("--split-rounds", type=int, default=8, help="rounds of 300 in-process handshakes per variant")
+    parser.add_argument("--tunnel-idle", type=int, default=2000, help="idle tunnelled connections (tunnel phase)")
+    parser.add_argument("--churn-procs", type=int, default=3, help="concurrent handshake clients (tunnel phase)")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     parser.add_argument(
         "--quiet-wait", type=float, default=60.0, help="total seconds to wait for other load to pass (0: never)"
@@ -452,36 +579,118 @@ def command_line(argv: list[str] | None) -> str:
     return shlex.join([".venv/bin/python", "bench/run.py", *extra])
 
 
+def settings(args: argparse.Namespace, argv: list[str] | None, bench: Bench, data_file: str) -> Settings:
+    return Settings(
+        date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        command=command_line(argv),
+        data_file=data_file,
+        cpus=os.cpu_count() or 0,
+        server_cpu=SERVER_CPU,
+        load_cpu=LOAD_CPU,
+        idle=args.idle,
+        idle_procs=IDLE_PROCS,
+        scale=args.scale,
+        scale_procs=SCALE_PROCS,
+        fresh=args.fresh,
+        warmup_conns=WARMUP_CONNS,
+        s_time_procs=args.s_time_procs,
+        s_time_seconds=args.seconds,
+        s_time_warmup_seconds=S_TIME_WARMUP,
+        rounds=args.rounds,
+        stream_mib=args.stream_mib,
+        stream_warmup_mib=STREAM_WARMUP_MIB,
+        stream_chunk_kib=STREAM_CHUNK_KIB,
+        split_rounds=args.split_rounds,
+        split_count=SPLIT_COUNT,
+        quiet_wait=args.quiet_wait,
+        quiet_phase_max=QUIET_PHASE_MAX,
+        quiet_threshold=QUIET_THRESHOLD,
+        saturated=SATURATED,
+        noisy_phase=NOISY_PHASE,
+        certificate=describe_certificate(bench.cert),
+        node_config=bench.node_config.read_text(),
+        tlskit_loop=_tlskit_loop(),
+        tunnel_idle=args.tunnel_idle,
+        churn_procs=args.churn_procs,
+        stdlib_read_buffer=_stdlib_read_buffer(),
+    )
+
+
+def openssl_versions() -> dict[str, str]:
+    """The OpenSSL each side runs, read now: Python's ssl module, Node, and the openssl command."""
+
+    def first_line(argv: list[str]) -> str:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+        return (out.stdout.strip().splitlines() or ["?"])[0]
+
+    return {
+        "python": ssl.OPENSSL_VERSION,
+        "node": first_line(["node", "-p", "process.versions.openssl"]),
+        "openssl": first_line(["openssl", "version"]),
+    }
+
+
+def describe_certificate(path: Path) -> str:
+    """Key type and names of the server certificate, read from the file the servers load."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    key = cert.public_key()
+    kind = f"EC {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = [str(n.value) for n in san]
+    return f"{kind} leaf for {', '.join(names)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # SIGTERM/SIGHUP unwind through the finally blocks, so every process started is stopped.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
-    out: Path = args.out or (
-        Path(tempfile.gettempdir()) / "tlskit-bench-quick.md" if args.quick else ROOT / "docs" / "benchmarks.md"
-    )
+    default_out = ROOT / "docs" / "benchmarks.md"
+    out: Path = args.out or (Path(tempfile.gettempdir()) / "tlskit-bench-quick.md" if args.quick else default_out)
+    data_path = out.with_suffix(".json")
     raise_nofile()
     # The orchestrator itself stays off the server CPU; taskset re-pins every child explicitly.
     os.sched_setaffinity(0, {int(LOAD_CPU)})
     with tempfile.TemporaryDirectory(prefix="tlskit-bench-") as tmp:
         bench = Bench(args, Path(tmp))
         bench.results.facts = machine_facts({"uvloop": _uvloop_version(), "tlskit": _tlskit_version()})
-        bench.results.settings = {
-            "idle connections (memory)": str(args.idle),
-            "concurrent connections (scale)": str(args.scale),
-            "handshakes": f"{args.s_time_procs} s_time processes x {args.seconds} s x {args.rounds} rounds per server",
-            "bytes echoed per server": f"{args.stream_mib} MiB",
-            "wait for other load to pass": f"up to {args.quiet_wait:g} s per run",
-            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": command_line(argv),
-        }
-        results = bench.run()
+        bench.results.openssl = openssl_versions()
+        bench.results.settings = settings(args, argv, bench, data_path.name)
+        try:
+            results = bench.run()
+        except SettingsMismatch as exc:
+            print(f"\nBENCH STOPPED: {exc}\nNothing was written.", file=sys.stderr)
+            return 2
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results))
+    data_path.write_text(to_json(results))
+    # The report is rendered from the data as written, so the committed pair always agrees.
+    saved = from_json(data_path.read_text())
+    out.write_text(render(saved))
+    if out == default_out:
+        readme = ROOT / "README.md"
+        readme.write_text(replace_readme_block(readme.read_text(), saved))
     print()
-    print("\n".join(summary_lines(results)))
-    print(f"\nwrote {out} ({results.total_seconds:.0f} s)")
+    print("\n".join(summary_lines(saved)))
+    print(f"\nwrote {out} and {data_path.name} ({results.total_seconds:.0f} s)")
     return 1 if results.errors else 0
+
+
+def _tlskit_loop() -> str:
+    """The event loop tlskit runs on by default in this install."""
+    from tlskit.net.server import loop_factory
+
+    module = loop_factory().__module__.split(".")[0]
+    return f"uvloop {_uvloop_version()}" if module == "uvloop" else "the stdlib asyncio loop"
+
+
+def _stdlib_read_buffer() -> int:
+    """Bytes the stdlib TLS transport reads into per connection (``SSLProtocol.max_size``; 0 if absent)."""
+    import asyncio.sslproto
+
+    return int(getattr(asyncio.sslproto.SSLProtocol, "max_size", 0))
 
 
 def _uvloop_version() -> str:

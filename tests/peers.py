@@ -34,6 +34,8 @@ import pytest
 NODE = shutil.which("node")
 OPENSSL = shutil.which("openssl")
 GNUTLS_CLI = shutil.which("gnutls-cli")
+CURL = shutil.which("curl")
+HAPROXY = shutil.which("haproxy")
 
 RELAY = Path(__file__).with_name("netns_relay.py")
 
@@ -45,9 +47,16 @@ PACKAGES = {
     "certtool": "gnutls-bin",
     "node": "nodejs",
     "curl": "curl",
+    "haproxy": "haproxy",
+    "stunnel4": "stunnel4",
     "unshare": "util-linux",
     "testssl": "testssl.sh",
     "setpriv": "util-linux",
+    "mosquitto": "mosquitto",
+    "chromium": "chromium",
+    "certutil": "libnss3-tools",
+    "keytool": "default-jre-headless",
+    "update-ca-certificates": "ca-certificates",
 }
 
 

@@ -30,6 +30,16 @@ def test_library_tour_runs(tmp_path: Path) -> None:
     assert (tmp_path / "server-key.pem").stat().st_mode & 0o777 == 0o600
 
 
+def test_library_revocation_tour_runs(tmp_path: Path) -> None:
+    """The revocation example: good, then revoked through OCSP, from a one-off check and from a refresher."""
+    (tmp_path / "revocation.py").write_text(_blocks("python")[1])
+    out = subprocess.run(
+        [sys.executable, "revocation.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[]", "['revoked']", "['revoked']"]
+
+
 def test_cli_tour_pki_part_runs(tmp_path: Path) -> None:
     """Every command of the tour up to the network part, with the exit code its comment promises."""
     tour = _blocks("sh")[1]

@@ -54,6 +54,15 @@ _EXPORTS: dict[str, str] = {
     "server_context": "tlskit.net.context",
     "client_context": "tlskit.net.context",
     "PeerPolicy": "tlskit.net.policy",
+    # revocation online
+    "Revocation": "tlskit.net.revocation",
+    "RevocationRefresher": "tlskit.net.revocation",
+    "RevocationResponder": "tlskit.net.responder",
+    "start_responder": "tlskit.net.responder",
+    # connection facts where other libraries hide them, failures in words
+    "peer_info": "tlskit.net.peerinfo",
+    "PeerInfo": "tlskit.net.peerinfo",
+    "tls_error": "tlskit.net.explain",
     # transport
     "TLSConnection": "tlskit.net.connection",
     "start_server": "tlskit.net.server",
@@ -86,10 +95,17 @@ if TYPE_CHECKING:
     from .net.context import TLSProfile as TLSProfile
     from .net.context import client_context as client_context
     from .net.context import server_context as server_context
+    from .net.explain import tls_error as tls_error
     from .net.framing import DelimitedFramer as DelimitedFramer
     from .net.framing import JsonCodec as JsonCodec
     from .net.framing import LengthPrefixedFramer as LengthPrefixedFramer
+    from .net.peerinfo import PeerInfo as PeerInfo
+    from .net.peerinfo import peer_info as peer_info
     from .net.policy import PeerPolicy as PeerPolicy
+    from .net.responder import RevocationResponder as RevocationResponder
+    from .net.responder import start_responder as start_responder
+    from .net.revocation import Revocation as Revocation
+    from .net.revocation import RevocationRefresher as RevocationRefresher
     from .net.server import Server as Server
     from .net.server import start_server as start_server
     from .pki.ca import CertificateAuthority as CertificateAuthority

@@ -6,7 +6,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -52,6 +52,10 @@ _FLAGS = {
     "pins": "--pin",
     "keylog": "--keylog",
     "verify": "--insecure",
+    "crl_url": "--crl-url",
+    "ocsp_url": "--ocsp-url",
+    "issuer_url": "--issuer-url",
+    "interval": "--revocation-interval",
 }
 _PARAMETER = re.compile(r"\b(?P<name>[a-z][a-z_]*)=(?P<value>[A-Za-z0-9][\w.-]*)?")
 _SPECIAL = {
@@ -61,14 +65,18 @@ _SPECIAL = {
 }
 
 
-def to_flags(text: str) -> str:
-    """A library message in command-line words: ``force=True`` -> ``--force``, ``days=1`` -> ``--days 1``."""
+def to_flags(text: str, flags: Mapping[str, str] | None = None) -> str:
+    """A library message in command-line words: ``force=True`` -> ``--force``, ``days=1`` -> ``--days 1``.
+
+    ``flags`` adds to (or overrides) the table for one command: ``tunnel`` names its target ``--target``.
+    """
+    table = _FLAGS if flags is None else {**_FLAGS, **flags}
 
     def flag(m: re.Match[str]) -> str:
         if m[0] in _SPECIAL:
             return _SPECIAL[m[0]]
         name, value = m["name"], m["value"]
-        option = _FLAGS.get(name)
+        option = table.get(name)
         if option is None:
             return m[0]
         return option if value in (None, "True") else f"{option} {value}"
@@ -76,29 +84,37 @@ def to_flags(text: str) -> str:
     return _PARAMETER.sub(flag, text)
 
 
-def fail(message: str, *, code: int = EXIT_USAGE) -> click.exceptions.Exit:
+def fail(message: str, *, code: int = EXIT_USAGE, flags: Mapping[str, str] | None = None) -> click.exceptions.Exit:
     """Print one ``tlskit: error: ...`` line on stderr and return an Exit to raise.
 
-    Library parameters are named as flags; messages quote files, certificates and peers, so control characters
-    are escaped and the line stays one line.
+    Library parameters are named as flags (``flags`` adds a command's own); messages quote files, certificates
+    and peers, so control characters are escaped and the line stays one line.
     """
-    click.echo(f"tlskit: error: {printable(to_flags(message))}", err=True)
+    click.echo(f"tlskit: error: {printable(to_flags(message, flags))}", err=True)
     return click.exceptions.Exit(code)
+
+
+def handle_errors_with(flags: Mapping[str, str] | None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """:func:`handle_errors` for a command whose flags for some library parameters differ (see :func:`to_flags`)."""
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            except TlskitError as exc:
+                raise fail(str(exc), flags=flags) from None
+            except KeyboardInterrupt:
+                raise click.exceptions.Exit(130) from None
+
+        return wrapper
+
+    return decorate
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn tlskit errors into one actionable line and exit code 2; never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except TlskitError as exc:
-            raise fail(str(exc)) from None
-        except KeyboardInterrupt:
-            raise click.exceptions.Exit(130) from None
-
-    return wrapper
+    return handle_errors_with(None)(func)
 
 
 def _usage_line(exc: click.UsageError) -> click.exceptions.Exit:

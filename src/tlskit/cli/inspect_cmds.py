@@ -55,6 +55,13 @@ def inspect_cmd(*, files: tuple[str, ...], as_json: bool, passphrase_file: str |
     "--purpose", type=click.Choice(["server", "client"]), default="server", show_default=True, help="TLS role."
 )
 @click.option("--crl", "crl_paths", multiple=True, type=click.Path(dir_okay=False), help="CRL(s) to check; repeatable.")
+@click.option("--crl-fetch", is_flag=True, help="Fetch the CRLs the certificates name (distribution points).")
+@click.option("--ocsp", is_flag=True, help="Ask the OCSP responders the certificates name.")
+@click.option("--whole-chain", is_flag=True, help="With --crl-fetch/--ocsp: check the intermediates too.")
+@click.option(
+    "--fail-open", is_flag=True, help="With --crl-fetch/--ocsp: accept (with a warning) when no answer can be had."
+)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Seconds per fetch.")
 @click.option("--at", "at_text", metavar="TIME", help="Verify at this time: ISO-8601 or a Unix timestamp.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
@@ -66,17 +73,35 @@ def verify_cmd(
     host: str | None,
     purpose: str,
     crl_paths: tuple[str, ...],
+    crl_fetch: bool,
+    ocsp: bool,
+    whole_chain: bool,
+    fail_open: bool,
+    timeout: float,
     at_text: str | None,
     as_json: bool,
 ) -> None:
     """Verify CERT (a leaf, optionally followed by intermediates) for a TLS server or client.
 
+    --ocsp and --crl-fetch ask the URLs in the certificates whether they were revoked (both: OCSP, falling back
+    to the CRL); without an answer the certificate is refused unless --fail-open.
     Exit 0 when valid, 1 when not (with the reason and the fix), 2 on bad usage or unreadable input.
     """
+    from ..net.revocation import Revocation
     from ..pki.problems import label, utc
     from ..pki.verify import Purpose, parse_time, verify_files
 
     at = utc(parse_time(at_text) if at_text else None)
+    revocation = None
+    if crl_fetch or ocsp:
+        revocation = Revocation(
+            mode="any" if crl_fetch and ocsp else "ocsp" if ocsp else "crl",
+            fail="open" if fail_open else "closed",
+            timeout=timeout,
+            whole_chain=whole_chain,
+        )
+    elif whole_chain or fail_open:
+        raise click.UsageError("--whole-chain and --fail-open go with --crl-fetch or --ocsp")
     result = verify_files(
         cert,
         ca_paths=ca_paths,
@@ -85,6 +110,7 @@ def verify_cmd(
         purpose=Purpose(purpose),
         crl_paths=crl_paths,
         at=at,
+        revocation=revocation,
     )
     if as_json:
         payload = {"file": cert, "host": host, "purpose": purpose, "at": at.isoformat(), **result.to_dict()}
@@ -93,11 +119,16 @@ def verify_cmd(
         path = " <- ".join(f"'{label(c)}'" for c in result.chain)
         target = f" for {host}" if host else ""
         click.echo(printable(f"OK: valid TLS {purpose} certificate{target}: {path}"))
+        for checked, status, source in result.revocation:
+            click.echo(printable(f"  revocation of '{label(checked)}': {status}" + (f" ({source})" if source else "")))
     else:
         first, *rest = result.problems
         click.echo(printable(f"INVALID ({first.code}): {first.message}; fix: {to_flags(first.fix)}"))
         for problem in rest:  # every further problem on a line of its own, naming what it is about
             click.echo(printable(f"  also ({problem.code}): {problem.message}"))
+    if not as_json:
+        for warning in result.warnings:  # failing open: what could not be checked
+            click.echo(printable(f"  warning ({warning.code}): {warning.message}"))
     if not result.ok:
         raise click.exceptions.Exit(EXIT_FAILED)
 

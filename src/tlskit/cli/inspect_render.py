@@ -35,6 +35,9 @@ _LABELS = {
     "encrypted": "encrypted",
     "signature_valid": "signature valid",
     "requests_ca": "requests CA",
+    "crl_urls": "CRL",
+    "ocsp_urls": "OCSP",
+    "ca_issuers_urls": "CA issuers",
 }
 
 
@@ -97,6 +100,9 @@ def render(summary: Summary) -> RenderableType:
             "key_usage",
             "extended_key_usage",
             "basic_constraints",
+            "crl_urls",
+            "ocsp_urls",
+            "ca_issuers_urls",
             "signature_algorithm",
             "fingerprint_sha256",
             "spki_pin",

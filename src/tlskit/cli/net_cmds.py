@@ -27,9 +27,12 @@ from .common import EXIT_FAILED, EXIT_OK, PASSPHRASE_ENV, fail, handle_errors, r
 from .net_io import CHUNK, Framing, StdinReader, describe, echo, failure, pump_in, pump_out, summary_lines, write_stdout
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from ..net.connection import MessageCodec, TLSConnection
     from ..net.context import ClientAuth, TLSProfile
-    from ..net.policy import PeerPolicy
+    from ..net.policy import PeerCheck, PeerPolicy
+    from ..net.revocation import RevocationRefresher
 
 __all__ = ["commands", "connect_cmd", "demo_cmd", "parse_address", "serve_cmd"]
 
@@ -84,6 +87,7 @@ class ServeOptions:
     alpn: tuple[str, ...]
     sni: tuple[tuple[str, str, str], ...]
     peers: PeerOptions
+    revocation: RevocationOptions | None
     keylog: str | None
     mode: Mode
     command: str | None
@@ -120,7 +124,7 @@ class PeerOptions:
     allow_uri: tuple[str, ...] = ()
     pins: tuple[str, ...] = ()
 
-    def policy(self) -> PeerPolicy | None:
+    def policy(self, *, check: PeerCheck | None = None) -> PeerPolicy | None:
         from ..net.policy import PeerPolicy
 
         policy = PeerPolicy(
@@ -129,8 +133,27 @@ class PeerOptions:
             allow_ip=self.allow_ip,
             allow_uri=self.allow_uri,
             pins=self.pins,
+            check=check,
         )
         return policy or None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevocationOptions:
+    """``--crl-url/--ocsp/--fail-open/--revocation-interval``: client certificates checked against fresh data."""
+
+    crl_urls: tuple[str, ...]
+    ocsp: bool
+    fail_open: bool
+    interval: float
+
+    def refresher(self, issuers: list[x509.Certificate]) -> RevocationRefresher:
+        """A background refresher (not started yet) for these options; ``issuers`` are the client CAs."""
+        from ..net.revocation import Revocation, RevocationRefresher
+
+        mode = "any" if self.ocsp and self.crl_urls else "ocsp" if self.ocsp else "crl"
+        spec = Revocation(mode, "open" if self.fail_open else "closed", crl_urls=self.crl_urls)
+        return RevocationRefresher(spec, issuers=issuers, interval=self.interval)
 
 
 def _parse_sni(entry: str) -> tuple[str, str, str]:
@@ -222,7 +245,8 @@ class _DropHandshakeRecords(logging.Filter):
         return not hasattr(record, "tls_error")
 
 
-def _log_to_stderr(prefix: str, *loggers: str) -> None:
+def log_to_stderr(prefix: str, *loggers: str) -> None:
+    """The library's log lines on stderr as ``PREFIX: message`` (handshake failures are printed by the caller)."""
     from .net_io import PrintableFormatter  # the library's lines quote peers: control characters escaped
 
     handler = logging.StreamHandler(sys.stderr)
@@ -237,7 +261,8 @@ def _log_to_stderr(prefix: str, *loggers: str) -> None:
 async def serve_async(opts: ServeOptions) -> int:
     """Run ``tlskit serve`` until SIGTERM/SIGINT."""
     from ..net.policy import REFUSAL_CODES
-    from ..net.server import format_peer, start_server
+    from ..net.server import format_peer
+    from ..pki.revocation import REVOCATION_CODES
 
     def log(text: str) -> None:
         echo("serve", text)
@@ -262,16 +287,42 @@ async def serve_async(opts: ServeOptions) -> int:
         log(f"{peer} closed")
 
     def on_tls_error(error: TLSError, address: Any) -> None:
-        what = "refused" if error.code in REFUSAL_CODES else "handshake failed"
-        log(failure(error, f"{format_peer(address)} {what}"))
+        refused = error.code in REFUSAL_CODES or error.code in REVOCATION_CODES
+        log(failure(error, f"{format_peer(address)} {'refused' if refused else 'handshake failed'}"))
 
-    _log_to_stderr("serve", "tlskit.server", "tlskit.policy")
+    log_to_stderr("serve", "tlskit.server", "tlskit.policy", "tlskit.revocation")
+    context = opts.context()
+    refresher = None
+    if opts.revocation is not None:
+        from ..pki.files import load_certificates
+
+        refresher = opts.revocation.refresher([c for path in opts.ca for c in load_certificates(path)])
+        await asyncio.get_running_loop().run_in_executor(None, refresher.start)
+    try:
+        return await _serve_until_stopped(opts, context, handler, on_tls_error, refresher)
+    finally:
+        if refresher is not None:
+            refresher.close()
+
+
+async def _serve_until_stopped(
+    opts: ServeOptions,
+    context: ssl.SSLContext,
+    handler: Callable[[TLSConnection], Coroutine[Any, Any, None]],
+    on_tls_error: Callable[[TLSError, Any], None],
+    refresher: RevocationRefresher | None,
+) -> int:
+    from ..net.server import format_peer, start_server
+
+    def log(text: str) -> None:
+        echo("serve", text)
+
     server = await start_server(
         handler,
         opts.host,
         opts.port,
-        context=opts.context(),
-        policy=opts.peers.policy(),
+        context=context,
+        policy=opts.peers.policy(check=refresher.peer_check if refresher is not None else None),
         handshake_timeout=opts.handshake_timeout,
         max_connections=opts.max_connections,
         on_tls_error=on_tls_error,
@@ -331,7 +382,7 @@ async def connect_async(opts: ConnectOptions, context: ssl.SSLContext) -> int:
             echo("connect", line)
 
     if opts.reconnect:
-        _log_to_stderr("connect", "tlskit.client")
+        log_to_stderr("connect", "tlskit.client")
         client = ReconnectingClient(
             opts.host, opts.port, context=context, policy=opts.policy, server_name=opts.server_name
         )
@@ -448,6 +499,16 @@ def _run(main: Coroutine[Any, Any, int]) -> None:
     help="Drop connections that have not finished the handshake after S seconds.",
 )
 @click.option("--max-connections", type=click.IntRange(1), default=None, help="Refuse connections beyond this.")
+@click.option(
+    "--crl-url", "crl_urls", multiple=True, metavar="URL",
+    help="Refuse client certificates this CRL lists; fetched again in the background (repeatable).",
+)  # fmt: skip
+@click.option("--ocsp", is_flag=True, help="Refuse client certificates their OCSP responder says are revoked.")
+@click.option("--fail-open", is_flag=True, help="With --crl-url/--ocsp: accept clients whose status is unknown.")
+@click.option(
+    "--revocation-interval", type=click.FloatRange(min=0.05), default=60.0, show_default=True, metavar="S",
+    help="Fetch CRLs and OCSP answers again every S seconds: a revoked client is refused within S.",
+)  # fmt: skip
 @handle_errors
 def serve_cmd(
     *,
@@ -472,6 +533,10 @@ def serve_cmd(
     workers: int,
     handshake_timeout: float,
     max_connections: int | None,
+    crl_urls: tuple[str, ...],
+    ocsp: bool,
+    fail_open: bool,
+    revocation_interval: float,
 ) -> None:
     """A TLS server: logs each connection on stderr; prints what arrives on stdout (or --echo, or --exec).
 
@@ -484,6 +549,16 @@ def serve_cmd(
         raise InputError("--echo and --exec exclude each other", fix="choose one")
     host, port = parse_address(address, default_host="127.0.0.1")
     auth = ClientAuth.parse(client_auth or ("required" if ca else "none"))
+    revocation = None
+    if crl_urls or ocsp:
+        if auth is ClientAuth.NONE:
+            raise InputError(
+                "--crl-url and --ocsp check client certificates, and this server does not ask for any",
+                fix="give --ca with the client CA (and --client-auth required or optional)",
+            )
+        revocation = RevocationOptions(crl_urls=crl_urls, ocsp=ocsp, fail_open=fail_open, interval=revocation_interval)
+    elif fail_open:
+        raise InputError("--fail-open goes with --crl-url or --ocsp", fix="add one, or drop --fail-open")
     opts = ServeOptions(
         host=host,
         port=port,
@@ -495,6 +570,7 @@ def serve_cmd(
         alpn=alpn,
         sni=tuple(_parse_sni(entry) for entry in sni),
         peers=PeerOptions(allow_cn=allow_cn, allow_dns=allow_dns, allow_ip=allow_ip, allow_uri=allow_uri, pins=pin),
+        revocation=revocation,
         keylog=keylog,
         mode=Mode.EXEC if command else Mode.ECHO if echo else Mode.PRINT,
         command=command,
@@ -506,6 +582,8 @@ def serve_cmd(
     from ..net.policy import validate_policy
 
     validate_policy(opts.peers.policy(), opts.context())  # bad files or options: exit 2 before anything listens
+    if revocation is not None:
+        revocation.refresher([])  # bad URLs: exit 2 before anything listens
     _run(serve_async(opts))
 
 

@@ -31,6 +31,7 @@ from ..pki.keys import (
     save_private_key,
 )
 from .common import force_option, handle_errors, passphrase_option, read_passphrase
+from .trust_cmds import trust_group
 
 __all__ = ["commands"]
 
@@ -52,6 +53,28 @@ def _profile_options(func: click.decorators.FC) -> click.decorators.FC:
     return click.option(
         "--server", "profile", flag_value=Profile.SERVER.value, default=True, help="A server certificate (default)."
     )(func)
+
+
+def _url_options(func: click.decorators.FC) -> click.decorators.FC:
+    """``--crl-url``/``--ocsp-url``/``--issuer-url``: where the new CA publishes, written into what it issues."""
+    func = click.option(
+        "--issuer-url", metavar="URL", default=None,
+        help="Where this CA's certificate is published (default: next to the CRL, .crt).",
+    )(func)  # fmt: skip
+    func = click.option(
+        "--ocsp-url", metavar="URL", default=None, help="This CA's OCSP responder (http), e.g. http://pki:8080/ocsp."
+    )(func)
+    return click.option(
+        "--crl-url",
+        metavar="URL",
+        default=None,
+        help="Where this CA's CRL is published (http), e.g. http://pki:8080/int.crl.",
+    )(func)
+
+
+def _urls_said(ca: CertificateAuthority) -> str:
+    urls = [f"{what} {url}" for what, url in (("CRL", ca.urls.crl), ("OCSP", ca.urls.ocsp)) if url]
+    return f"; its certificates will name {' and '.join(urls)}" if urls else ""
 
 
 def _say(message: str) -> None:
@@ -211,6 +234,7 @@ def ca_group() -> None:
 @_type_option
 @click.option("--days", type=click.IntRange(min=1), default=3650, show_default=True, help="Validity in days.")
 @click.option("--path-length", type=click.IntRange(min=0), default=None, help="Max intermediate CAs below.")
+@_url_options
 @passphrase_option
 @force_option
 @handle_errors
@@ -221,10 +245,16 @@ def ca_init(
     key_type: str,
     days: int,
     path_length: int | None,
+    crl_url: str | None,
+    ocsp_url: str | None,
+    issuer_url: str | None,
     passphrase_file: str | None,
     force: bool,
 ) -> None:
-    """Create a root CA in DIR (the key is encrypted if a passphrase is given)."""
+    """Create a root CA in DIR (the key is encrypted if a passphrase is given).
+
+    With --crl-url/--ocsp-url every certificate it issues names them; 'tlskit ca serve DIR' answers there.
+    """
     ca = CertificateAuthority.create_root(
         directory,
         name=name,
@@ -233,8 +263,14 @@ def ca_init(
         path_length=path_length,
         passphrase=read_passphrase(passphrase_file),
         force=force,
+        crl_url=crl_url,
+        ocsp_url=ocsp_url,
+        issuer_url=issuer_url,
     )
-    _say(f"created root CA {ca.cert.subject.rfc4514_string()!r} in {directory}/ (ca.pem, ca-key.pem, chain.pem)")
+    _say(
+        f"created root CA {ca.cert.subject.rfc4514_string()!r} in {directory}/ (ca.pem, ca-key.pem, chain.pem)"
+        + _urls_said(ca)
+    )
 
 
 @ca_group.command("intermediate")
@@ -244,6 +280,7 @@ def ca_init(
 @_type_option
 @click.option("--days", type=click.IntRange(min=1), default=None, help="Validity in days (default 3650).")
 @click.option("--path-length", type=click.IntRange(min=0), default=None, help="Max intermediate CAs below.")
+@_url_options
 @passphrase_option
 @force_option
 @handle_errors
@@ -255,14 +292,21 @@ def ca_intermediate(
     key_type: str,
     days: int | None,
     path_length: int | None,
+    crl_url: str | None,
+    ocsp_url: str | None,
+    issuer_url: str | None,
     passphrase_file: str | None,
     force: bool,
 ) -> None:
     """Create an intermediate CA in DIR, signed by the CA in PARENT_DIR.
 
     The passphrase (--passphrase-file, TLSKIT_PASSPHRASE, or the prompt on a terminal) opens the parent's key
-    and encrypts the new one: a CA below an encrypted one is never left unencrypted.
+    and encrypts the new one: a CA below an encrypted one is never left unencrypted.  Its certificate carries
+    the parent's URLs; --crl-url/--ocsp-url are its own, for what it will issue.
     """
+    from ..pki.urls import RevocationURLs
+
+    RevocationURLs(crl=crl_url, ocsp=ocsp_url, issuer=issuer_url)  # bad URLs: say so before asking for a passphrase
     parent_ca, passphrase = _open_ca(parent, passphrase_file)
     child = parent_ca.create_intermediate(
         directory,
@@ -272,10 +316,13 @@ def ca_intermediate(
         path_length=path_length,
         passphrase=passphrase,
         force=force,
+        crl_url=crl_url,
+        ocsp_url=ocsp_url,
+        issuer_url=issuer_url,
     )
     _say(
         f"created intermediate CA {child.cert.subject.rfc4514_string()!r} in {directory}/ "
-        f"(signed by {parent}; key {'encrypted' if child.key_encrypted else 'unencrypted'})"
+        f"(signed by {parent}; key {'encrypted' if child.key_encrypted else 'unencrypted'})" + _urls_said(child)
     )
 
 
@@ -398,6 +445,9 @@ def ca_list(*, directory: str, as_json: bool, passphrase_file: str | None) -> No
         click.echo(json.dumps([{**r.to_json(), "status": r.status()} for r in records], indent=2))
         return
     click.echo(printable(f"{ca.cert.subject.rfc4514_string()}: {len(records)} issued"))
+    for what, url in (("CRL", ca.urls.crl), ("OCSP", ca.urls.ocsp), ("caIssuers", ca.urls.issuer)):
+        if url:
+            click.echo(f"  {what}: {url}")
     rows = [("SERIAL", "EXPIRES", "STATUS", "PROFILE", "SUBJECT", "NAMES")]
     rows += [
         # Subjects and names come from CSRs: shown with control characters escaped.
@@ -409,6 +459,101 @@ def ca_list(*, directory: str, as_json: bool, passphrase_file: str | None) -> No
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[5])
+
+
+@ca_group.command("urls")
+@click.argument("directory", metavar="DIR", type=click.Path())
+@_url_options
+@passphrase_option
+@handle_errors
+def ca_urls(
+    *, directory: str, crl_url: str | None, ocsp_url: str | None, issuer_url: str | None, passphrase_file: str | None
+) -> None:
+    """Show the URLs the CA in DIR writes into what it issues, or set them (--crl-url/--ocsp-url/--issuer-url).
+
+    Setting replaces all of them; certificates issued before keep the URLs they carry.
+    """
+    ca = _load_ca(directory, passphrase_file)
+    if crl_url or ocsp_url or issuer_url:
+        ca.set_urls(crl_url=crl_url, ocsp_url=ocsp_url, issuer_url=issuer_url)
+        _say(f"{directory}: new certificates will carry these URLs")
+    for what, url in (("CRL", ca.urls.crl), ("OCSP", ca.urls.ocsp), ("caIssuers", ca.urls.issuer)):
+        click.echo(f"{what + ':':<11}{url or '-'}")
+
+
+@ca_group.command("ocsp-signer")
+@click.argument("directory", metavar="DIR", type=click.Path())
+@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True, help="Validity in days.")
+@passphrase_option
+@handle_errors
+def ca_ocsp_signer(*, directory: str, days: int, passphrase_file: str | None) -> None:
+    """Make a delegated OCSP responder for the CA in DIR (ocsp.pem, ocsp-key.pem), replacing an older one.
+
+    'tlskit ca serve' then signs OCSP answers with it instead of the CA key.  It carries id-kp-OCSPSigning and
+    ocsp-nocheck, so it is short-lived: renew it before it expires.
+    """
+    ca, passphrase = _open_ca(directory, passphrase_file)
+    signer = ca.create_ocsp_signer(days=days, passphrase=passphrase)
+    _say(
+        f"wrote {directory}/ocsp.pem ({signer.cert.subject.rfc4514_string()}, {days} days) and {directory}/ocsp-key.pem"
+        f" ({'encrypted' if passphrase else 'unencrypted'}, mode 0600)"
+    )
+
+
+@ca_group.command("serve")
+@click.argument("directories", metavar="DIR...", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--listen", metavar="[HOST:]PORT", required=True, help="Where to answer (HOST defaults to 127.0.0.1; 0.0.0.0: all)."
+)
+@click.option(
+    "--crl-hours", type=click.FloatRange(min=0.01), default=24.0, show_default=True,
+    help="CRL validity (nextUpdate); a new CRL is signed halfway, and right after a revocation.",
+)  # fmt: skip
+@click.option(
+    "--ocsp-hours", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+    help="OCSP answer validity (nextUpdate); answers are cached for half of it, or until a revocation.",
+)  # fmt: skip
+@passphrase_option
+@handle_errors
+def ca_serve(
+    *, directories: tuple[str, ...], listen: str, crl_hours: float, ocsp_hours: float, passphrase_file: str | None
+) -> None:
+    """Publish the CRLs, certificates and OCSP answers of the CAs in DIR... over HTTP, at their URLs' paths.
+
+    Each CA is answered for at the paths of the URLs it was made with (--crl-url/--ocsp-url); CAs may share an
+    OCSP URL.  A delegated responder (tlskit ca ocsp-signer) signs OCSP answers when there is one.  Revocations
+    made meanwhile ('tlskit ca revoke') are answered at once.  SIGTERM/SIGINT stop it.
+    """
+    import datetime as dt
+    import logging
+    import signal
+    import threading
+
+    from ..net.responder import RevocationResponder, start_responder
+    from .net_cmds import log_to_stderr, parse_address
+
+    host, port = parse_address(listen, default_host="127.0.0.1")
+    opened = [_open_ca(directory, passphrase_file) for directory in directories]
+    cas = [ca for ca, _ in opened]
+    signers = [ca.ocsp_signer(passphrase=passphrase) for ca, passphrase in opened]
+    responder = RevocationResponder(
+        cas, signers=signers, crl_validity=dt.timedelta(hours=crl_hours), ocsp_validity=dt.timedelta(hours=ocsp_hours)
+    )
+    log_to_stderr("ca serve", "tlskit.responder")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with start_responder(responder, host, port) as server:
+        where = f"[{host}]" if ":" in host else host
+        logging.getLogger("tlskit.responder").info(
+            "listening on http://%s:%d (%s)", where, server.port, ", ".join(responder.paths)
+        )
+        for ca, signer in zip(cas, signers, strict=True):
+            who = "its delegated responder" if signer else "its own key"
+            logging.getLogger("tlskit.responder").info("%s: OCSP answers signed by %s", ca.directory, who)
+        while not stop.wait(0.5):
+            pass
+    logging.getLogger("tlskit.responder").info("stopped")
 
 
 # -- pkcs12 --------------------------------------------------------------------------------------------------
@@ -473,5 +618,7 @@ def pkcs12_import(*, p12: str, prefix: str, passphrase_file: str | None, force: 
     bundle.write(prefix, force=force)
     _say(f"wrote {cert_path} (certificate + {len(bundle.chain)} more) and {key_path} (mode 0600)")
 
+
+ca_group.add_command(trust_group)
 
 commands: list[click.Command] = [key_group, csr_group, cert_group, ca_group, pkcs12_group]

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     "--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds per connection."
 )
 @click.option("--no-scan", is_flag=True, help="Skip the per-version and per-cipher handshakes.")
+@click.option(
+    "--no-revocation", is_flag=True, help="Do not ask the OCSP responder or CRL the server's certificate names."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors
 def probe_cmd(
@@ -54,13 +57,15 @@ def probe_cmd(
     crls: tuple[str, ...],
     timeout: float,
     no_scan: bool,
+    no_revocation: bool,
     as_json: bool,
 ) -> None:
     """Connect to HOST:PORT and explain what is wrong with its TLS: each problem with a code, a sentence and a fix.
 
     Shows the negotiated protocol, cipher, group and ALPN, the certificate chain exactly as the server sent
-    it, which protocol versions it accepts, and whether it meets Mozilla's "modern" and "intermediate"
-    profiles.  Exit status: 0 no problems, 1 problems found, 2 bad usage or unreachable.
+    it, which protocol versions it accepts, whether its certificate was revoked (asking the OCSP responder or
+    CRL it names), and whether it meets Mozilla's "modern" and "intermediate" profiles.
+    Exit status: 0 no problems, 1 problems found, 2 bad usage or unreachable.
     """
     from ..tools.probe import probe
 
@@ -78,6 +83,7 @@ def probe_cmd(
         crls=crls,
         timeout=timeout,
         scan=not no_scan,
+        revocation=not no_revocation,
     )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))

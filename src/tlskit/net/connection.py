@@ -9,6 +9,11 @@ Flow control both ways: decrypted data waiting for the application above :attr:`
 reading from the socket; :meth:`TLSConnection.write` waits while the transport says its buffer is full
 (``pause_writing``).  Small writes made in one loop iteration are coalesced into one TLS record and one
 ``send()``.
+
+A relay that moves bytes between this connection and another transport (``tlskit tunnel``) need not read in a
+loop: :meth:`TLSConnection.attach` hands decrypted chunks, the end of the stream and the write-side flow control
+straight to a :class:`PlaintextSink`, which pauses and resumes reading (:meth:`TLSConnection.pause_reading`)
+as its own output fills and drains.
 """
 
 from __future__ import annotations
@@ -16,18 +21,20 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 
 from ..errors import TLSError
-from ..pki.problems import Purpose, handshake_eof, unauthenticated_client
+from ..pki.problems import Purpose, handshake_eof
 from .context import ClientAuth, client_certificate_loaded
-from .engine import SLICE, EngineState, TLSEngine
+from .engine import RECORD, EngineState, TLSEngine
 from .explain import explain_unverified, problem_error, refusal_error, tls_error
+from .peerinfo import client_authorization_error
 from .policy import PeerPolicy, judge
 from .tlsinfo import chain_der, peer_chain
 
-__all__ = ["ConnectionListener", "MessageCodec", "TLSConnection"]
+__all__ = ["ConnectionListener", "MessageCodec", "PlaintextSink", "TLSConnection"]
 
 _SCRATCH_SIZE = 256 * 1024
 _COALESCE_LIMIT = 64 * 1024
@@ -35,7 +42,7 @@ _OPEN = EngineState.OPEN
 _HANDSHAKING = EngineState.HANDSHAKING
 _CLOSING = EngineState.CLOSING
 _local = threading.local()
-_CERT_NONE = int(ssl.CERT_NONE)
+_monotonic = time.monotonic
 _NOT_YET = "the handshake has not finished"
 _EXPLAIN_LATER = "(explained on first use)"  # sentinel: a client that did not verify the server
 
@@ -55,6 +62,22 @@ class ConnectionListener(Protocol):
     def tls_handshake_done(self, conn: TLSConnection) -> None: ...
     def tls_handshake_failed(self, conn: TLSConnection, error: TLSError) -> None: ...
     def tls_connection_lost(self, conn: TLSConnection) -> None: ...
+
+
+class PlaintextSink(Protocol):
+    """Takes a connection's plaintext as it is decrypted, instead of :meth:`TLSConnection.read` (see ``attach``)."""
+
+    def tls_data(self, chunks: list[bytes]) -> None:
+        """Decrypted application data, in order."""
+
+    def tls_eof(self) -> None:
+        """The peer finished sending (close_notify, or a TCP FIN without one); called once."""
+
+    def tls_writing(self, paused: bool) -> None:
+        """The socket's send buffer went above (True) or back below (False) its high-water mark."""
+
+    def tls_lost(self, exc: BaseException | None) -> None:
+        """The socket is closed (``exc`` says why if that was abnormal); nothing more will come."""
 
 
 class MessageCodec(Protocol):
@@ -89,6 +112,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         "_listener",
         "_lost",
         "_lost_waiter",
+        "_opened",
         "_pending",
         "_pending_size",
         "_policy",
@@ -96,6 +120,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         "_read_waiter",
         "_refused",
         "_scratch",
+        "_sink",
         "_task",
         "_transport",
         "_write_paused",
@@ -135,6 +160,8 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         # Idle sweeps survived (the server's idle timeout closes at 2); -1 until the first byte arrives.
         self._idle = -1
         self._task: asyncio.Task[Any] | None = None
+        self._sink: PlaintextSink | None = None
+        self._opened = 0.0
 
     def __repr__(self) -> str:
         peer = self.remote_address
@@ -146,6 +173,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        self._opened = _monotonic()
         if self._listener is not None:
             self._listener.tls_connection_made(self)
         if not self.server_side:
@@ -162,6 +190,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self._idle = 0
         handshaking = self._state is _HANDSHAKING
+        had_eof = self._eof
         try:
             chunks = self.receive(self._scratch[:nbytes])
         except ssl.SSLError as exc:
@@ -174,7 +203,13 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
             self._answered = True
         if handshaking and self._state is not _HANDSHAKING and not self._on_handshake():
             return  # the peer was refused: what it sent along is dropped unread
-        if chunks:
+        sink = self._sink
+        if sink is not None:
+            if chunks:
+                sink.tls_data(chunks)
+            if self._eof and not had_eof:
+                sink.tls_eof()
+        elif chunks:
             self._deliver(chunks)
         elif self._eof:
             self._wake_reader()
@@ -185,8 +220,10 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         if self._state is _HANDSHAKING:
             self._fail(self._eof_error())
             return False
-        self._eof = True
+        had_eof, self._eof = self._eof, True
         self._wake_reader()
+        if self._sink is not None and not had_eof:
+            self._sink.tls_eof()
         # Keep the transport so the application may still answer, unless we already said goodbye.
         return self._state is not _CLOSING
 
@@ -203,6 +240,8 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         waiter = self._lost_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._sink is not None:
+            self._sink.tls_lost(self._error)
         if self._listener is not None:
             self._listener.tls_connection_lost(self)
 
@@ -212,10 +251,48 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._sink is not None:
+            self._sink.tls_writing(True)
 
     def resume_writing(self) -> None:
         self._write_paused = False
         self._wake_drain()
+        if self._sink is not None:
+            self._sink.tls_writing(False)
+
+    # -- relaying ----------------------------------------------------------------------------------------------
+
+    def attach(self, sink: PlaintextSink) -> None:
+        """From now on hand decrypted data, EOF, write-side flow control and the close to ``sink``.
+
+        What was decrypted before and not read yet goes to ``sink`` first; an EOF or a close that already
+        happened is reported at once.  :meth:`read` is no longer used.  The sink controls reading with
+        :meth:`pause_reading` and :meth:`resume_reading`.
+        """
+        self._sink = sink
+        chunks, self._chunks, self._buffered = self._chunks, None, 0
+        if chunks:
+            sink.tls_data(chunks)
+        if self._read_paused:
+            self.resume_reading()
+        if self._write_paused:
+            sink.tls_writing(True)
+        if self._eof:
+            sink.tls_eof()
+        if self._lost:
+            sink.tls_lost(self._error)
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (the peer is slowed down by TCP once the kernel buffers fill)."""
+        if not self._read_paused and self._transport is not None and not self._lost:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from the socket again after :meth:`pause_reading`."""
+        if self._read_paused and self._transport is not None and not self._lost:
+            self._read_paused = False
+            self._transport.resume_reading()
 
     # -- events ----------------------------------------------------------------------------------------------
 
@@ -245,7 +322,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         if self.peer_verified:
             self._authorized, self._auth_error = True, None
         elif self.server_side:
-            self._auth_error = unauthenticated_client(requested=self.verify_mode != _CERT_NONE).message
+            self._auth_error = client_authorization_error(self.verify_mode)
         else:
             self._auth_error = _EXPLAIN_LATER  # worked out on first use: most programs never ask
 
@@ -433,7 +510,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         size = len(data)
         pending = self._pending
         if pending is None:
-            if size >= SLICE:
+            if size >= RECORD:
                 self._encrypt_out(data)
                 return
             self._pending = [bytes(data)]
@@ -472,7 +549,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         transport = self._transport
         assert transport is not None
         try:
-            if len(data) <= SLICE:
+            if len(data) <= RECORD:
                 self.encrypt(data)
                 transport.write(self._bio_out.read())
             else:
@@ -549,6 +626,11 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
     @property
     def closed(self) -> bool:
         return self._lost
+
+    @property
+    def opened_at(self) -> float:
+        """When the socket was connected (``time.monotonic()``, the event loop's clock); handshake times start here."""
+        return self._opened
 
     @property
     def received_any(self) -> bool:

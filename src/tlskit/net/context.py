@@ -88,7 +88,7 @@ class TLSProfile(enum.Enum):
     @classmethod
     def parse(cls, value: str | TLSProfile) -> TLSProfile:
         """Parse ``"modern" | "intermediate"`` (case-insensitive)."""
-        return _parse_choice(cls, value, "TLS profile")
+        return parse_choice(cls, value, "TLS profile")
 
     @property
     def min_version(self) -> ssl.TLSVersion:
@@ -96,7 +96,8 @@ class TLSProfile(enum.Enum):
         return ssl.TLSVersion.TLSv1_3 if self is TLSProfile.MODERN else ssl.TLSVersion.TLSv1_2
 
 
-def _parse_choice(cls: type[_E], value: str | _E, what: str) -> _E:
+def parse_choice(cls: type[_E], value: str | _E, what: str) -> _E:
+    """``value`` as a member of the enum ``cls`` (by value, case-insensitive), or InputError listing the choices."""
     if isinstance(value, cls):
         return value
     try:
@@ -116,7 +117,7 @@ class ClientAuth(enum.Enum):
     @classmethod
     def parse(cls, value: str | ClientAuth) -> ClientAuth:
         """Parse ``"none" | "optional" | "required"`` (case-insensitive)."""
-        return _parse_choice(cls, value, "client authentication")
+        return parse_choice(cls, value, "client authentication")
 
     @classmethod
     def of(cls, ctx: ssl.SSLContext) -> ClientAuth:
@@ -133,7 +134,7 @@ class CrlCheck(enum.Enum):
     @classmethod
     def parse(cls, value: str | CrlCheck) -> CrlCheck:
         """Parse ``"leaf" | "chain"`` (case-insensitive)."""
-        return _parse_choice(cls, value, "CRL check")
+        return parse_choice(cls, value, "CRL check")
 
 
 _VERIFY_MODES = {

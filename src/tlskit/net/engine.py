@@ -27,22 +27,24 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .tlsinfo import CipherInfo, chain_der, cipher_info
+from .tlsinfo import CipherInfo, chain_der, cipher_info, peer_verified
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-__all__ = ["SLICE", "EngineState", "SNICapture", "TLSEngine", "install_sni_capture"]
+__all__ = ["RECORD", "SLICE", "EngineState", "SNICapture", "TLSEngine", "install_sni_capture"]
 
 SLICE = 16 * 1024 + 256
-"""Bytes of ciphertext fed (or plaintext encrypted) per step: one full TLS record plus its overhead."""
+"""Bytes of ciphertext fed per step: one full TLS record plus its overhead."""
 
-_READ_SIZE = 16 * 1024
-"""A TLS record carries at most 16 KiB of plaintext, so one ``SSL_read`` never returns more."""
+RECORD = 16 * 1024
+"""A TLS record carries at most 16 KiB of plaintext: one ``SSL_read`` never returns more, and plaintext is
+encrypted in pieces of this size, so that every record but the last is full (a piece one byte longer would
+cost a second, tiny record: its own header, tag and AEAD call, on both sides)."""
+_READ_SIZE = RECORD
 
 # ssl.SSLContext.verify_mode converts to an enum on every access; handshakes read the raw int instead.
 _raw_verify_mode = getattr(ssl, "_ssl")._SSLContext.verify_mode.__get__  # noqa: B009
-_CERT_NONE = int(ssl.CERT_NONE)
 _SSLWantRead = ssl.SSLWantReadError
 _SSLZeroReturn = ssl.SSLZeroReturnError
 
@@ -160,12 +162,12 @@ class TLSEngine:
         if self._state is not _OPEN:
             raise ConnectionResetError("the TLS connection is closed")
         write = self._ssl.write
-        if len(data) <= SLICE:
+        if len(data) <= RECORD:
             write(data)
             return
         view = memoryview(data)
-        for start in range(0, len(view), SLICE):
-            write(view[start : start + SLICE])
+        for start in range(0, len(view), RECORD):
+            write(view[start : start + RECORD])
 
     def encrypt_pieces(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Encrypt ``data`` and return its ciphertext in pieces, draining the BIO after every slice.
@@ -177,8 +179,8 @@ class TLSEngine:
         write, read = self._ssl.write, self._bio_out.read
         view = memoryview(data)
         pieces = []
-        for start in range(0, len(view), SLICE):
-            write(view[start : start + SLICE])
+        for start in range(0, len(view), RECORD):
+            write(view[start : start + RECORD])
             pieces.append(read())
         return pieces
 
@@ -244,9 +246,9 @@ class TLSEngine:
         A client verifies the server unless its context says ``CERT_NONE`` (the handshake fails otherwise); a
         server verifies a client certificate when it asked for one and the client sent one.
         """
-        if self._state is _HANDSHAKING or _raw_verify_mode(self._base_context) == _CERT_NONE:
+        if self._state is _HANDSHAKING:
             return False
-        return not self._ssl.server_side or self._ssl.getpeercert(True) is not None
+        return peer_verified(self._ssl, _raw_verify_mode(self._base_context))
 
     @property
     def protocol(self) -> str | None:

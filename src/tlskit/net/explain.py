@@ -22,6 +22,21 @@ __all__ = ["explain_unverified", "network_error", "problem_error", "refusal_erro
 # --- plain-language errors ---------------------------------------------------------------------------------
 
 
+def _underlying(exc: BaseException) -> BaseException:
+    """The error under the wrappers of other libraries (httpx, websockets, paho): an ``ssl.SSLError`` if there is
+    one in the chain of causes, else the first socket or end-of-stream error, else ``exc`` itself."""
+    chain: list[BaseException] = []
+    item: BaseException | None = exc
+    while item is not None and item not in chain and len(chain) < 16:
+        chain.append(item)
+        item = item.__cause__ or item.__context__
+    for kind in (ssl.SSLError, (OSError, EOFError)):
+        for item in chain:
+            if isinstance(item, kind):
+                return item
+    return exc
+
+
 def tls_error(
     exc: BaseException,
     *,
@@ -35,9 +50,14 @@ def tls_error(
 
     The wording comes from :func:`tlskit.pki.problems.explain_ssl_error`, told who the peer is
     (``server_side``: we are the server, so the peer is a client), the name the client asked for (``host``),
-    the peer's certificates as sent (``chain``) and, on a client, whether it had a certificate to send
-    (``sent_cert``; None: unknown).  The caller keeps ``exc`` as the cause (``raise tls_error(exc) from exc``).
+    the peer's certificates as sent (``chain``) and, for a client, whether it sent a certificate
+    (``sent_cert``; None: unknown).  ``exc`` may be another library's error (httpx, websockets, paho-mqtt): the
+    ``ssl`` or socket error it wraps is explained.  The caller keeps ``exc`` as the cause
+    (``raise tls_error(exc) from exc``).
     """
+    if isinstance(exc, TLSError):
+        return exc
+    exc = _underlying(exc)
     if isinstance(exc, TLSError):
         return exc
     problem = explain_ssl_error(

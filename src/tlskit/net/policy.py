@@ -50,8 +50,10 @@ log = logging.getLogger("tlskit.policy")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-PeerCheck = Callable[["TLSConnection"], "str | None"]
-"""A user check run after the built-in ones: return None to accept the peer, or the reason to refuse it.
+PeerCheck = Callable[["TLSConnection"], "str | Problem | None"]
+"""A user check run after the built-in ones: return None to accept the peer, or the reason to refuse it (a
+sentence, or a :class:`~tlskit.pki.problems.Problem` whose code then names the refusal, as
+:meth:`tlskit.RevocationRefresher.peer_check` returns ``revoked``).
 
 An exception raised by the check refuses the peer too (and is logged): a buggy check must not let peers in.
 """
@@ -279,6 +281,8 @@ def _run_check(check: PeerCheck, conn: TLSConnection, who: str) -> Verdict:
         reason = f"the peer check raised {type(exc).__name__}: {exc}"
     if reason is None:
         return _ACCEPT
+    if isinstance(reason, Problem):
+        return Verdict(reason)
     return Verdict(
         Problem(
             Code.PEER_REFUSED,

@@ -12,8 +12,9 @@ from typing import Any
 
 from cryptography import x509
 
-__all__ = ["CipherInfo", "chain_der", "cipher_info", "peer_chain"]
+__all__ = ["CipherInfo", "chain_der", "cipher_info", "peer_chain", "peer_verified"]
 
+_CERT_NONE = int(ssl.CERT_NONE)
 _ENCODING_DER: int = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 - not re-exported by ssl
 
 # OpenSSL name -> IANA/IETF name, from `openssl ciphers -stdname` (TLS 1.3 suites already use IANA names).
@@ -71,6 +72,18 @@ def cipher_info(cipher: tuple[str, str, int] | None) -> CipherInfo | None:
     name, protocol, bits = cipher
     standard = name if name.startswith("TLS_") else _IANA.get(name, name)
     return CipherInfo(name=name, standard_name=standard, protocol=protocol, bits=bits)
+
+
+def peer_verified(sslobj: Any, verify_mode: int) -> bool:
+    """True if OpenSSL verified a certificate the peer sent, in the finished handshake of ``sslobj``.
+
+    ``verify_mode`` is the ``ssl.CERT_*`` mode of the context the connection was made with.  A client verifies
+    the server unless that mode is ``CERT_NONE`` (the handshake fails otherwise); a server verifies a client
+    certificate when it asked for one and the client sent one.
+    """
+    if verify_mode == _CERT_NONE:
+        return False
+    return not sslobj.server_side or sslobj.getpeercert(True) is not None
 
 
 def chain_der(sslobj: Any, *, verified: bool) -> list[bytes]:

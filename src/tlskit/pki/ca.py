@@ -7,9 +7,12 @@ A CA may live only in memory (``directory=None``, handy in tests) or in a direct
     chain.pem     its certificate followed by its issuers up to and including the root (a root: just ca.pem)
     index.json    what it issued (serial, subject, names, profile, validity) and revocations, plus the CRL number
     certs/        a copy of every certificate it issued, named by serial
+    urls.json     where it publishes its CRL, OCSP answers and certificate (if it was given URLs)
+    ocsp.pem      a delegated OCSP responder certificate and its key (``ocsp-key.pem``), if one was made
 
 Every change to a CA directory happens under an exclusive lock and is written atomically, so two concurrent
-``tlskit ca issue`` runs never lose each other's record.
+``tlskit ca issue`` runs never lose each other's record; readers that keep a CA open (``tlskit ca serve``) re-read
+the index under a shared lock (:meth:`CertificateAuthority.refresh`), so they never see half of a change.
 """
 
 from __future__ import annotations
@@ -46,13 +49,17 @@ from .files import certs_to_pem, load_certificate, load_certificates
 from .inspect import serial_hex
 from .keys import KeyType, PrivateKey, generate_key, key_is_encrypted, key_to_pem, parse_private_key
 from .names import format_san, parse_sans, parse_subject
+from .problems import label
+from .urls import RevocationURLs
 
 __all__ = [
     "CA_DAYS",
     "LEAF_DAYS",
+    "OCSP_SIGNER_DAYS",
     "CertificateAuthority",
     "Issued",
     "IssuedRecord",
+    "OcspSigner",
     "parse_reason",
     "parse_serial",
 ]
@@ -61,9 +68,13 @@ __all__ = [
 LEAF_DAYS = 365
 #: Default validity of CA certificates: ten years.
 CA_DAYS = 3650
+#: Default validity of a delegated OCSP responder certificate: it carries id-pkix-ocsp-nocheck (nobody can ask
+#: whether it was revoked), so it is short-lived instead (RFC 6960 4.2.2.2.1).
+OCSP_SIGNER_DAYS = 30
 
 _CA_PEM, _KEY_PEM, _CHAIN_PEM, _INDEX = "ca.pem", "ca-key.pem", "chain.pem", "index.json"
-_PROFILE_CA = "ca"
+_URLS, _OCSP_PEM, _OCSP_KEY = "urls.json", "ocsp.pem", "ocsp-key.pem"
+_PROFILE_CA, _PROFILE_OCSP = "ca", "ocsp-signing"
 
 
 def parse_serial(text: str) -> int:
@@ -193,6 +204,18 @@ class Issued:
         return cert_path, key_path
 
 
+@dataclass(frozen=True)
+class OcspSigner:
+    """A delegated OCSP responder: its certificate (issued by the CA, id-kp-OCSPSigning) and private key."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+
+
+def _urls(crl_url: str | None, ocsp_url: str | None, issuer_url: str | None) -> RevocationURLs:
+    return RevocationURLs(crl=crl_url, ocsp=ocsp_url, issuer=issuer_url)
+
+
 def _is_ca(cert: x509.Certificate) -> tuple[bool, int | None]:
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -226,8 +249,11 @@ class CertificateAuthority:
         records: Sequence[IssuedRecord] = (),
         crl_number: int = 0,
         key_encrypted: bool = False,
+        urls: RevocationURLs | None = None,
     ) -> None:
         self.cert = cert
+        self.urls = urls or RevocationURLs()
+        """Where this CA publishes (carried by every certificate it issues or signs)."""
         self.key = key
         self.key_encrypted = key_encrypted
         self.chain: tuple[x509.Certificate, ...] = tuple(chain)
@@ -262,17 +288,29 @@ class CertificateAuthority:
         passphrase: bytes | None = None,
         now: dt.datetime | None = None,
         force: bool = False,
+        crl_url: str | None = None,
+        ocsp_url: str | None = None,
+        issuer_url: str | None = None,
     ) -> CertificateAuthority:
         """A new self-signed root CA, saved in ``directory`` unless it is None.
 
         ``name`` is a common name, or a whole DN (``/O=Acme/CN=Acme Root`` or ``CN=Acme Root,O=Acme``).  The key
-        is written encrypted when ``passphrase`` is given.
+        is written encrypted when ``passphrase`` is given.  ``crl_url``, ``ocsp_url`` and ``issuer_url`` (http
+        only; ``issuer_url`` defaults to one next to the CRL) go into every certificate the CA issues or signs.
         """
+        urls = _urls(crl_url, ocsp_url, issuer_url)
         target = cls._prepare_directory(directory, force=force)
         key = generate_key(key_type)
         spec = CertSpec(subject=_name(name), profile=None, ca=True, path_length=path_length, days=days)
         cert = build_certificate(spec, public_key=key.public_key(), issuer_key=key, now=now)
-        ca = cls(cert=cert, key=key, chain=[cert], directory=target, key_encrypted=bool(target and passphrase))
+        ca = cls(
+            cert=cert,
+            key=key,
+            chain=[cert],
+            directory=target,
+            key_encrypted=bool(target and passphrase),
+            urls=urls.with_default_issuer(cert),
+        )
         ca._save_new(passphrase=passphrase, force=force)
         return ca
 
@@ -288,8 +326,14 @@ class CertificateAuthority:
         unencrypted_key: bool = False,
         now: dt.datetime | None = None,
         force: bool = False,
+        crl_url: str | None = None,
+        ocsp_url: str | None = None,
+        issuer_url: str | None = None,
     ) -> CertificateAuthority:
         """A new CA signed by this one.  Its path length defaults to one less than this CA's (if limited).
+
+        Its certificate carries this CA's URLs; ``crl_url``/``ocsp_url``/``issuer_url`` are the new CA's own,
+        for the certificates it will issue.
 
         Its key is written encrypted with ``passphrase``.  When this CA's own key is encrypted
         (:attr:`key_encrypted`), a new key without a passphrase is refused with :class:`PassphraseError`: a CA
@@ -314,6 +358,7 @@ class CertificateAuthority:
                     fix=f"give path_length={own_limit - 1} or less",
                 )
             path_length = own_limit - 1 if path_length is None else path_length
+        urls = _urls(crl_url, ocsp_url, issuer_url)
         subject = _name(name)
         if any(c.subject == subject for c in self.chain):
             raise InputError(
@@ -322,10 +367,22 @@ class CertificateAuthority:
             )
         target = self._prepare_directory(directory, force=force)
         key = generate_key(key_type)
-        spec = CertSpec(subject=subject, profile=None, ca=True, path_length=path_length, days=days or CA_DAYS)
+        spec = CertSpec(
+            subject=subject,
+            profile=None,
+            ca=True,
+            path_length=path_length,
+            days=days or CA_DAYS,
+            urls=self._issuing_urls,
+        )
         cert = build_certificate(spec, public_key=key.public_key(), issuer_key=self.key, issuer=self.cert, now=now)
         child = CertificateAuthority(
-            cert=cert, key=key, chain=[cert, *self.chain], directory=target, key_encrypted=bool(target and passphrase)
+            cert=cert,
+            key=key,
+            chain=[cert, *self.chain],
+            directory=target,
+            key_encrypted=bool(target and passphrase),
+            urls=urls.with_default_issuer(cert),
         )
         child._save_new(passphrase=passphrase, force=force)
         self._record(cert, profile=_PROFILE_CA)
@@ -357,6 +414,7 @@ class CertificateAuthority:
             records=records,
             crl_number=crl_number,
             key_encrypted=key_is_encrypted(key_data),
+            urls=cls._read_urls(d),
         )
 
     # -- issuing ----------------------------------------------------------------------------------------
@@ -376,7 +434,10 @@ class CertificateAuthority:
         if not sans and cn is None:
             raise InputError("no names to issue a certificate for", fix="give at least one DNS name, IP or email")
         key = generate_key(key_type)
-        spec = CertSpec(subject=leaf_subject(sans, cn), sans=tuple(sans), profile=profile, days=days or LEAF_DAYS)
+        spec = CertSpec(
+            subject=leaf_subject(sans, cn), sans=tuple(sans), profile=profile, days=days or LEAF_DAYS,
+            urls=self._issuing_urls,
+        )  # fmt: skip
         cert = build_certificate(spec, public_key=key.public_key(), issuer_key=self.key, issuer=self.cert, now=now)
         self._record(cert, profile=str(profile))
         return Issued(cert=cert, key=key, chain=(cert, *self.intermediates))
@@ -410,7 +471,7 @@ class CertificateAuthority:
         if wants_ca:
             spec = CertSpec(
                 subject=csr.subject, profile=None, ca=True, path_length=requested.path_length if requested else None,
-                days=days or CA_DAYS,
+                days=days or CA_DAYS, urls=self._issuing_urls,
             )  # fmt: skip
         else:
             if not sans and profile is not Profile.CLIENT:
@@ -418,7 +479,9 @@ class CertificateAuthority:
                     "the CSR has no subjectAltName, and TLS clients ignore the CN",
                     fix="recreate the CSR with a subjectAltName (sans=)",
                 )
-            spec = CertSpec(subject=csr.subject, sans=sans, profile=profile, days=days or LEAF_DAYS)
+            spec = CertSpec(
+                subject=csr.subject, sans=sans, profile=profile, days=days or LEAF_DAYS, urls=self._issuing_urls
+            )
         public = check_public_key(csr.public_key(), "CSR")
         cert = build_certificate(spec, public_key=public, issuer_key=self.key, issuer=self.cert, now=now)
         self._record(cert, profile=_PROFILE_CA if wants_ca else str(profile))
@@ -460,16 +523,24 @@ class CertificateAuthority:
                     return updated
         raise InputError(f"serial {serial_hex(serial)} was not issued by {self._label}", fix="see 'tlskit ca list DIR'")
 
-    def crl(self, *, days: int = 7, now: dt.datetime | None = None) -> x509.CertificateRevocationList:
-        """A signed CRL of every revoked certificate, with the next CRL number (persisted in the directory)."""
+    def crl(
+        self, *, days: int = 7, now: dt.datetime | None = None, validity: dt.timedelta | None = None
+    ) -> x509.CertificateRevocationList:
+        """A signed CRL of every revoked certificate, with the next CRL number (persisted in the directory).
+
+        nextUpdate is ``days`` from now, or ``validity`` when given (a publishing server renews it often).
+        """
         at = utc_now(now).replace(microsecond=0)
+        span = validity if validity is not None else dt.timedelta(days=days)
+        if span <= dt.timedelta(0):
+            raise InputError(f"a CRL validity of {span}", fix="give days=1 or more")
         with self._locked():
             self._crl_number += 1
             builder = (
                 x509.CertificateRevocationListBuilder()
                 .issuer_name(self.cert.subject)
                 .last_update(at - BACKDATE)
-                .next_update(at + dt.timedelta(days=days))
+                .next_update(at + span)
                 .add_extension(x509.CRLNumber(self._crl_number), critical=False)
                 .add_extension(
                     x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
@@ -491,7 +562,91 @@ class CertificateAuthority:
         """Everything this CA issued, oldest first."""
         return list(self._records)
 
+    def refresh(self) -> bool:
+        """Re-read the index (under the directory's shared lock, so never half of a change made elsewhere, e.g. by
+        a concurrent ``tlskit ca revoke``).  Returns True if the records changed."""
+        before = (self._records, self._crl_number)
+        with self._locked(shared=True):
+            pass
+        return (self._records, self._crl_number) != before
+
+    def index_version(self) -> tuple[int, int, int] | None:
+        """A cheap fingerprint of ``index.json`` (inode, mtime, size) that changes whenever a writer replaces it."""
+        if self.directory is None:
+            return None
+        try:
+            st = os.stat(self.directory / _INDEX)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def set_urls(
+        self, *, crl_url: str | None = None, ocsp_url: str | None = None, issuer_url: str | None = None
+    ) -> RevocationURLs:
+        """Give an existing CA its publication URLs (replacing the old ones): certificates it issues from now on
+        carry them; those it issued before keep what they carry.  Returns the URLs as stored."""
+        urls = _urls(crl_url, ocsp_url, issuer_url).with_default_issuer(self.cert)
+        if self.directory is not None:
+            with self._locked():
+                write_many([(self.directory / _URLS, self._urls_bytes(urls), False)], force=True)
+        self.urls = urls
+        return urls
+
+    # -- OCSP ---------------------------------------------------------------------------------------------
+
+    def create_ocsp_signer(
+        self,
+        *,
+        days: int = OCSP_SIGNER_DAYS,
+        key_type: KeyType | str = KeyType.EC_P256,
+        passphrase: bytes | None = None,
+        now: dt.datetime | None = None,
+    ) -> OcspSigner:
+        """A delegated OCSP responder certificate issued by this CA (``ocsp.pem``/``ocsp-key.pem`` in its
+        directory, replacing an older one), so OCSP answers can be signed without the CA key at hand.
+
+        It carries id-kp-OCSPSigning and id-pkix-ocsp-nocheck and lives ``days`` (default 30): renew it before.
+        Its key is encrypted with ``passphrase``; a CA whose own key is encrypted requires one.
+        """
+        if self.directory is not None and self.key_encrypted and not passphrase:
+            raise PassphraseError(
+                f"{self._label}: this CA's key is encrypted, but the OCSP signing key would be written unencrypted",
+                fix="give passphrase= for the new key",
+            )
+        key = generate_key(key_type)
+        cn = x509.NameOID.COMMON_NAME
+        rest = [a for a in self.cert.subject if a.oid != cn]
+        name = x509.Name([*rest, x509.NameAttribute(cn, f"{label(self.cert)[:48]} OCSP Responder")])
+        spec = CertSpec(subject=name, profile=None, days=days, ocsp_signer=True)
+        cert = build_certificate(spec, public_key=key.public_key(), issuer_key=self.key, issuer=self.cert, now=now)
+        if self.directory is not None:
+            write_many(
+                [
+                    (self.directory / _OCSP_KEY, key_to_pem(key, passphrase=passphrase), True),
+                    (self.directory / _OCSP_PEM, cert.public_bytes(serialization.Encoding.PEM), False),
+                ],
+                force=True,
+            )
+        self._record(cert, profile=_PROFILE_OCSP)
+        return OcspSigner(cert=cert, key=key)
+
+    def ocsp_signer(self, *, passphrase: bytes | None = None) -> OcspSigner | None:
+        """The delegated OCSP responder kept in the directory (see :meth:`create_ocsp_signer`), or None."""
+        if self.directory is None or not (self.directory / _OCSP_PEM).exists():
+            return None
+        cert = load_certificate(self.directory / _OCSP_PEM)
+        source = str(self.directory / _OCSP_KEY)
+        key = parse_private_key(
+            read_bytes(self.directory / _OCSP_KEY, what="key file"), passphrase=passphrase, source=source
+        )
+        check_key_matches(cert, key, cert_source=str(self.directory / _OCSP_PEM), key_source=source)
+        return OcspSigner(cert=cert, key=key)
+
     # -- persistence ------------------------------------------------------------------------------------
+
+    @property
+    def _issuing_urls(self) -> RevocationURLs | None:
+        return self.urls or None
 
     @property
     def _label(self) -> str:
@@ -529,9 +684,24 @@ class CertificateAuthority:
                 (d / _CA_PEM, self.cert.public_bytes(serialization.Encoding.PEM), False),
                 (d / _CHAIN_PEM, certs_to_pem(list(self.chain)), False),
                 (d / _INDEX, self._index_bytes(), False),
+                *([(d / _URLS, self._urls_bytes(self.urls), False)] if self.urls else []),
             ],
             force=force,
         )
+
+    @staticmethod
+    def _urls_bytes(urls: RevocationURLs) -> bytes:
+        return json.dumps(urls.to_json(), indent=2).encode() + b"\n"
+
+    @staticmethod
+    def _read_urls(d: Path) -> RevocationURLs:
+        path = d / _URLS
+        if not path.exists():
+            return RevocationURLs()
+        try:
+            return RevocationURLs.from_json(json.loads(read_bytes(path, what="CA URLs")))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"{path}: unreadable CA URLs ({exc})", fix="restore it, or recreate the CA") from exc
 
     @staticmethod
     def _read_index(d: Path) -> tuple[list[IssuedRecord], int]:
@@ -553,8 +723,11 @@ class CertificateAuthority:
             write_many([*extra, (self.directory / _INDEX, self._index_bytes(), False)], force=True)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the directory's lock and re-read the index, so concurrent writers never drop records."""
+    def _locked(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the directory's lock and re-read the index, so concurrent writers never drop records.
+
+        ``shared=True`` is for readers: many may hold it at once, never together with a writer.
+        """
         if self.directory is None:
             yield
             return
@@ -563,7 +736,7 @@ class CertificateAuthority:
         except OSError as exc:
             raise InputError(f"{self.directory}: cannot lock ({exc.strerror})", fix="check permissions") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             self._records, self._crl_number = self._read_index(self.directory)
             yield
         finally:

@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ..errors import InputError, KeyMismatchError
 from .keys import PrivateKey, PublicKey
 from .names import name_for_cn, parse_sans, parse_subject
+from .urls import RevocationURLs
 
 __all__ = [
     "BACKDATE",
@@ -66,6 +67,8 @@ class CertSpec:
     """Everything that goes into one certificate except the keys: an immutable description.
 
     ``profile=None`` with ``ca=True`` makes a CA certificate; ``path_length`` only applies to CAs.
+    ``urls`` are the issuing CA's publication points (CRL, OCSP, caIssuers).  ``ocsp_signer=True`` (with
+    ``profile=None``) makes a delegated OCSP responder certificate: id-kp-OCSPSigning and id-pkix-ocsp-nocheck.
     """
 
     subject: x509.Name
@@ -74,6 +77,8 @@ class CertSpec:
     ca: bool = False
     path_length: int | None = None
     days: int = 365
+    urls: RevocationURLs | None = None
+    ocsp_signer: bool = False
 
 
 def utc_now(now: dt.datetime | None = None) -> dt.datetime:
@@ -174,6 +179,13 @@ def build_certificate(
     )
     if spec.profile is not None and not spec.ca:
         builder = builder.add_extension(x509.ExtendedKeyUsage(spec.profile.usages), critical=False)
+    if spec.ocsp_signer:
+        # RFC 6960 4.2.2.2: a delegated responder is marked by id-kp-OCSPSigning; nocheck (4.2.2.2.1) tells
+        # clients not to ask about the responder's own certificate (it is short-lived instead).
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
+    for extension in spec.urls.extensions() if spec.urls else ():
+        builder = builder.add_extension(extension, critical=False)
     if spec.sans:
         # RFC 5280 4.2.1.6: critical exactly when the subject is empty.
         builder = builder.add_extension(x509.SubjectAlternativeName(list(spec.sans)), critical=not spec.subject)

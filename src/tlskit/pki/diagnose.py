@@ -16,7 +16,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import InputError
@@ -41,12 +41,17 @@ __all__ = [
     "Problem",
     "Purpose",
     "check_revocation",
+    "crl_signed_by",
+    "crl_status",
     "diagnose_chain",
     "explain_ssl_error",
     "host_matches",
     "hostname_problem",
     "is_self_signed",
+    "issued_by",
     "parse_host",
+    "revoked_problem",
+    "signature_ok",
     "weak_key_reason",
 ]
 
@@ -105,7 +110,8 @@ def hostname_problem(cert: x509.Certificate, host: str) -> Problem | None:
     )
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` is ``cert``'s issuer: its name, and a signature its key verifies (SHA-1 too)."""
     if cert.issuer != issuer.subject:
         return False
     try:
@@ -123,15 +129,25 @@ def _legacy_signature_ok(cert: x509.Certificate, issuer: x509.Certificate) -> bo
     try:
         key, digest = issuer.public_key(), cert.signature_hash_algorithm
         params = cert.signature_algorithm_parameters  # None for the legacy algorithms this is about
-        if digest is None:
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    return digest is not None and signature_ok(key, cert.signature, cert.tbs_certificate_bytes, digest, params)
+
+
+def signature_ok(key: object, signature: bytes, data: bytes, digest: object, params: object = None) -> bool:
+    """Whether ``signature`` over ``data`` verifies with the public ``key`` (RSA PKCS#1 v1.5 or PSS, ECDSA, DSA,
+    Ed25519/Ed448 when ``digest`` is None).  Never raises."""
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey) and digest is None:
+            key.verify(signature, data)
+        elif not isinstance(digest, hashes.HashAlgorithm):
             return False
-        if isinstance(key, rsa.RSAPublicKey):
-            pad = params if isinstance(params, padding.PSS) else padding.PKCS1v15()
-            key.verify(cert.signature, cert.tbs_certificate_bytes, pad, digest)
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, params if isinstance(params, padding.PSS) else padding.PKCS1v15(), digest)
         elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
+            key.verify(signature, data, ec.ECDSA(digest))
         elif isinstance(key, dsa.DSAPublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, digest)
+            key.verify(signature, data, digest)
         else:
             return False
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
@@ -141,7 +157,7 @@ def _legacy_signature_ok(cert: x509.Certificate, issuer: x509.Certificate) -> bo
 
 def is_self_signed(cert: x509.Certificate) -> bool:
     """Issuer equals subject and the signature verifies with the certificate's own key."""
-    return cert.issuer == cert.subject and _issued_by(cert, cert)
+    return cert.issuer == cert.subject and issued_by(cert, cert)
 
 
 def weak_key_reason(cert: x509.Certificate) -> str | None:
@@ -188,40 +204,61 @@ def check_revocation(
     with the same name, and is ignored too.  An unusable CRL of the right issuer is a ``crl_invalid`` problem:
     revocation status cannot be established from it.
     """
-    moment = utc(at)
     problems: list[Problem] = []
     for crl in crls:
-        if crl.issuer != cert.issuer:
+        if crl.issuer != cert.issuer or not crl_signed_by(crl, issuer):
             continue
-        try:
-            if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]  # X25519 etc. raise
-                continue
-        except (TypeError, ValueError, UnsupportedAlgorithm):
-            continue
-        reason = _crl_defect(crl, issuer, moment)
-        if reason:
-            problems.append(
-                Problem(
-                    Code.CRL_INVALID,
-                    f"the CRL from '{label(issuer)}' cannot be used: {reason}",
-                    "give a current CRL published by that CA (tlskit ca crl)",
-                )
-            )
-            continue
-        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-        if entry is None or entry.revocation_date_utc > moment:
-            continue
-        reason_ext = _crl_reason(entry)
-        why = f" (reason: {reason_ext})" if reason_ext else ""
-        problems.append(
-            Problem(
-                Code.REVOKED,
-                f"'{label(cert)}' (serial {serial_hex(cert.serial_number)}) was revoked by '{label(issuer)}' on "
-                f"{when(entry.revocation_date_utc)}{why}",
-                "replace the certificate with a newly issued one",
-            )
-        )
+        found = crl_status(crl, cert, issuer, at=at)
+        if found is not None:
+            problems.append(found)
     return problems
+
+
+def crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """Whether ``crl`` carries ``issuer``'s name and a signature its key verifies."""
+    if crl.issuer != issuer.subject:
+        return False
+    try:
+        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]  # X25519 etc. raise
+    except (TypeError, ValueError, UnsupportedAlgorithm):
+        return False
+
+
+def crl_status(
+    crl: x509.CertificateRevocationList,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    *,
+    at: datetime | None = None,
+    source: str | None = None,
+) -> Problem | None:
+    """What a CRL ``issuer`` signed says about ``cert`` at ``at``: ``revoked``, ``crl_invalid`` when it cannot be
+    used (stale, not yet valid, malformed), or None when ``cert`` is not on it.  The signature is checked by the
+    caller (:func:`crl_signed_by`).  ``source`` (a URL) names where the CRL came from."""
+    moment = utc(at)
+    reason = _crl_defect(crl, issuer, moment)
+    if reason:
+        where = f" (from {source})" if source else ""
+        return Problem(
+            Code.CRL_INVALID,
+            f"the CRL from '{label(issuer)}'{where} cannot be used: {reason}",
+            "publish a current CRL from that CA (tlskit ca crl, or tlskit ca serve renews it)",
+        )
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if entry is None or entry.revocation_date_utc > moment:
+        return None
+    return revoked_problem(cert, issuer, entry.revocation_date_utc, _crl_reason(entry))
+
+
+def revoked_problem(cert: x509.Certificate, issuer: x509.Certificate, at: datetime, reason: str | None) -> Problem:
+    """The one wording of a revoked certificate, whether a CRL or an OCSP responder said so."""
+    why = f" (reason: {reason})" if reason and reason != "unspecified" else ""
+    return Problem(
+        Code.REVOKED,
+        f"'{label(cert)}' (serial {serial_hex(cert.serial_number)}) was revoked by '{label(issuer)}' on "
+        f"{when(at)}{why}",
+        "replace the certificate with a newly issued one",
+    )
 
 
 def _crl_reason(entry: x509.RevokedCertificate) -> str | None:
@@ -314,10 +351,10 @@ def _build_path(
                     )
                 ]
             return path, [_untrusted(cur.subject, f"the chain ends at the root '{label(cur)}'")]
-        root = next((r for r in roots if r.subject == cur.issuer and _issued_by(cur, r)), None)
+        root = next((r for r in roots if r.subject == cur.issuer and issued_by(cur, r)), None)
         if root is not None:
             return [*path, root], []
-        nxt = next((c for c in pool if c not in path and c.subject == cur.issuer and _issued_by(cur, c)), None)
+        nxt = next((c for c in pool if c not in path and c.subject == cur.issuer and issued_by(cur, c)), None)
         if nxt is not None:
             path.append(nxt)
             cur = nxt
@@ -411,9 +448,9 @@ def _leaf_problems(
 
 def _order_problems(sent: Sequence[x509.Certificate]) -> list[Problem]:
     for i, cert in enumerate(sent[:-1]):
-        if _issued_by(cert, sent[i + 1]) or is_self_signed(cert):
+        if issued_by(cert, sent[i + 1]) or is_self_signed(cert):
             continue
-        issuer = next((c for c in sent[1:] if c is not cert and _issued_by(cert, c)), None)
+        issuer = next((c for c in sent[1:] if c is not cert and issued_by(cert, c)), None)
         if issuer is not None:
             return [
                 Problem(

@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 from .._fileio import read_bytes
 from ..errors import InputError
 from . import files, keys
+from .urls import crl_urls, issuer_urls, ocsp_urls
 
 __all__ = [
     "Summary",
@@ -222,6 +223,9 @@ def _summarize_certificate(cert: x509.Certificate, now: datetime) -> Summary:
             if isinstance(aki, x509.AuthorityKeyIdentifier) and aki.key_identifier is not None
             else None
         ),
+        "crl_urls": crl_urls(cert),
+        "ocsp_urls": ocsp_urls(cert),
+        "ca_issuers_urls": issuer_urls(cert),
         "signature_algorithm": signature_name(cert.signature_algorithm_oid),
         "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(":").upper(),
         "malformed_extensions": broken,

@@ -41,7 +41,6 @@ __all__ = [
     "handshake_timeout",
     "label",
     "names_of",
-    "unauthenticated_client",
     "unique",
     "utc",
     "when",
@@ -97,8 +96,6 @@ class Code(enum.StrEnum):
     RENEGOTIATION_REFUSED = "renegotiation_refused"
     NO_SHARED_GROUP = "no_shared_group"
     HANDSHAKE_TIMEOUT = "handshake_timeout"
-    CLIENT_CERT_NOT_REQUESTED = "client_cert_not_requested"
-    NO_CLIENT_CERT = "no_client_cert"
     NO_SHARED_CIPHER = "no_shared_cipher"
     UNRECOGNIZED_NAME = "unrecognized_name"
     CONNECTION_CLOSED = "connection_closed"
@@ -117,6 +114,10 @@ class Code(enum.StrEnum):
     BAD_SIGNATURE = "bad_signature"
     KEY_USAGE = "key_usage"
     CRL_INVALID = "crl_invalid"
+    OCSP_INVALID = "ocsp_invalid"
+    REVOCATION_UNKNOWN = "revocation_unknown"
+    REVOCATION_UNAVAILABLE = "revocation_unavailable"
+    NO_REVOCATION_URL = "no_revocation_url"
     TOO_COMPLEX = "too_complex"
     NONCONFORMING = "nonconforming"
     MALFORMED = "malformed"
@@ -393,6 +394,19 @@ _CERT_ALERTS = frozenset({
 })  # fmt: skip
 
 
+# A client that sent its certificate and then sees the connection close: under TLS 1.3 the client's side of the
+# handshake is over before the server has checked that certificate, and servers on Python's asyncio (aiohttp,
+# websockets, amqtt) close without sending the alert, so the client reads nothing but the end of the stream.
+_CLOSED_ERRORS = (EOFError, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+_REFUSED_WITHOUT_ALERT = (
+    "the server closed the connection right after the handshake without answering: it most likely did not "
+    "accept the client certificate (a TLS 1.3 server checks it after the client's side of the handshake, and "
+    "some servers close without an alert)",
+    "use a client certificate issued by a CA the server trusts, valid now and with the client profile; the "
+    "server's log says more",
+)
+
+
 def explain_ssl_error(
     exc: BaseException,
     *,
@@ -410,10 +424,14 @@ def explain_ssl_error(
     lets messages name the identities and dates of the certificate.  A client that knows whether it sent a
     certificate (``sent_cert``) and whether the server asked for one (``cert_requested``) gets a precise answer
     where alerts are ambiguous: a server may answer a *missing* certificate with ``bad_certificate`` (Go does),
-    and a client that sent none must not be told its certificate was rejected.  ``after_handshake``: the error
-    came on an established connection (so a handshake_failure alert from a client answers a refused
-    renegotiation).
+    and a client that sent none must not be told its certificate was rejected.  A client that sent one and then
+    sees the connection closed without a word (an ``EOFError`` or a reset) is told that its certificate was
+    most likely refused.
+    ``after_handshake``: the error came on an established connection (so a handshake_failure alert from a client
+    answers a refused renegotiation).
     """
+    if sent_cert and peer is Purpose.SERVER and isinstance(exc, _CLOSED_ERRORS):
+        return Problem(Code.CLIENT_CERT_REJECTED, *_REFUSED_WITHOUT_ALERT)
     if not isinstance(exc, ssl.SSLError):  # the socket failed under the handshake rather than TLS itself
         if isinstance(exc, TimeoutError):
             return Problem(Code.TIMEOUT, "the TLS handshake timed out", "check that the peer speaks TLS on this port")
@@ -519,21 +537,6 @@ def handshake_timeout(seconds: float, *, received_any: bool) -> Problem:
         Code.HANDSHAKE_TIMEOUT,
         f"no ClientHello received within {seconds:g} s",
         "check that the client speaks TLS to this port (a plaintext client waits for the server to speak first)",
-    )
-
-
-def unauthenticated_client(*, requested: bool) -> Problem:
-    """Why a server's client is not authenticated when the handshake succeeded: not asked, or nothing sent."""
-    if not requested:
-        return Problem(
-            Code.CLIENT_CERT_NOT_REQUESTED,
-            "client certificate not requested (client authentication is off)",
-            "to know who the client is, ask for certificates: ca= and client_auth=",
-        )
-    return Problem(
-        Code.NO_CLIENT_CERT,
-        "the client sent no certificate (client authentication is optional)",
-        "use client_auth=required to refuse such clients, or a PeerPolicy allow-list",
     )
 
 

@@ -1,6 +1,7 @@
 """Chain verification on cryptography's ``x509.verification`` (CA/B Forum "web PKI" rules), plus tlskit's own checks.
 
-cryptography builds and validates the path; tlskit adds what it does not do (CRL revocation) and a few
+cryptography builds and validates the path; tlskit adds what it does not do (revocation: CRLs given, or status
+fetched from the URLs in the certificates through a ``revocation=`` source) and a few
 conformance rules that strict verifiers (OpenSSL's X509_STRICT, the CA/B Forum requirements) apply: weak keys,
 missing key identifiers, non-positive serials, a CN that names something the SANs do not, wildcards over a
 whole top-level domain, a name matched only through a wildcard over a public suffix (``*.co.uk``: the Public
@@ -41,6 +42,7 @@ from .diagnose import (
 )
 from .inspect import serial_hex
 from .problems import Code, Problem, Purpose, explain_rejection, ext, label, unique, utc
+from .revocation import RevocationSource
 from .suffixes import is_public_suffix
 
 __all__ = ["Purpose", "VerifyResult", "parse_time", "system_roots", "verify_chain", "verify_files"]
@@ -48,11 +50,17 @@ __all__ = ["Purpose", "VerifyResult", "parse_time", "system_roots", "verify_chai
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The outcome: ``ok``, the path that was built (leaf first, ending at a trust anchor) and the problems."""
+    """The outcome: ``ok``, the path that was built (leaf first, ending at a trust anchor) and the problems.
+
+    ``warnings`` are findings that do not make the chain invalid: revocation status that could not be obtained
+    when the check fails open.  ``revocation`` says, per certificate checked online, which source answered what.
+    """
 
     ok: bool
     chain: list[x509.Certificate] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    revocation: list[tuple[x509.Certificate, str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON shape: ``{"ok", "chain": [{subject, issuer, serial}], "problems": [{code, message, fix}]}``."""
@@ -67,6 +75,11 @@ class VerifyResult:
                 for c in self.chain
             ],
             "problems": [p.to_dict() for p in self.problems],
+            "warnings": [p.to_dict() for p in self.warnings],
+            "revocation": [
+                {"subject": c.subject.rfc4514_string(), "status": status, "source": source}
+                for c, status, source in self.revocation
+            ],
         }
 
 
@@ -251,12 +264,15 @@ def verify_chain(
     purpose: Purpose = Purpose.SERVER,
     crls: Sequence[x509.CertificateRevocationList] = (),
     at: datetime | None = None,
+    revocation: RevocationSource | None = None,
 ) -> VerifyResult:
     """Verify ``leaf`` up to one of ``roots`` for ``purpose`` (and ``host``: a DNS name or IP) at time ``at``.
 
     ``intermediates`` are untrusted candidates for the path, in any order.  CRLs are applied to every
-    certificate of the built path whose issuer signed one of them.  Raises :class:`InputError` for an
-    unusable ``host``; every verification failure is reported in the result, never raised.
+    certificate of the built path whose issuer signed one of them.  ``revocation`` (``tlskit.Revocation``, or a
+    ``tlskit.RevocationRefresher``) fetches status from the URLs in the certificates once a path is built.
+    Raises :class:`InputError` for an unusable ``host``; every verification failure is reported in the result,
+    never raised.
     """
     purpose = Purpose(purpose)
     moment = utc(at)
@@ -285,7 +301,14 @@ def verify_chain(
     mismatch = hostname_problem(leaf, host) if host and purpose is Purpose.CLIENT else None
     if mismatch is not None:  # the server verifier matched the name already; the client verifier does not
         problems.append(mismatch)
-    return VerifyResult(not problems, chain=chain, problems=problems)
+    if revocation is None:
+        return VerifyResult(not problems, chain=chain, problems=problems)
+    findings = revocation.check(chain, at=moment)
+    problems = unique([*problems, *findings.problems])
+    checked = [(cert, str(answer.status), answer.source) for cert, answer in findings.answers]
+    return VerifyResult(
+        not problems, chain=chain, problems=problems, warnings=list(findings.warnings), revocation=checked
+    )
 
 
 def parse_time(text: str) -> datetime:
@@ -335,6 +358,7 @@ def verify_files(
     purpose: Purpose = Purpose.SERVER,
     crl_paths: Sequence[str | os.PathLike[str]] = (),
     at: datetime | None = None,
+    revocation: RevocationSource | None = None,
 ) -> VerifyResult:
     """:func:`verify_chain` on files: the first certificate of ``cert_path`` is the leaf, the rest intermediates.
 
@@ -345,4 +369,13 @@ def verify_files(
         intermediates += files.load_certificates(chain_path)
     roots = [cert for path in ca_paths for cert in files.load_certificates(path)] if ca_paths else system_roots()
     crls = [files.load_crl(path) for path in crl_paths]
-    return verify_chain(leaf, roots=roots, intermediates=intermediates, host=host, purpose=purpose, crls=crls, at=at)
+    return verify_chain(
+        leaf,
+        roots=roots,
+        intermediates=intermediates,
+        host=host,
+        purpose=purpose,
+        crls=crls,
+        at=at,
+        revocation=revocation,
+    )

@@ -24,6 +24,7 @@ from cryptography import x509
 
 from ..errors import InputError
 from ..net.explain import network_error
+from ..net.revocation import FailMode, Revocation, RevocationMode
 from ..pki.certs import key_matches, utc_now
 from ..pki.diagnose import diagnose_chain
 from ..pki.files import load_certificates, load_crl
@@ -232,6 +233,27 @@ def _cert_requested(result: Handshake) -> bool | None:
     return False if older else None
 
 
+def _revocation(
+    chain: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    revocation: Revocation | bool,
+    *,
+    timeout: float,
+    now: dt.datetime | None,
+) -> list[Problem]:
+    """What the URLs in the server's certificate say: problems, and unreachable responders (clients that check
+    would refuse or warn); a certificate without URLs is left to the rest of the report."""
+    if revocation is False:
+        return []
+    spec = (
+        revocation
+        if isinstance(revocation, Revocation)
+        else Revocation(RevocationMode.ANY, FailMode.OPEN, timeout=min(timeout, 5.0))
+    )
+    findings = spec.check(chain, at=now, issuers=roots)
+    return [*findings.problems, *(w for w in findings.warnings if w.code != Code.NO_REVOCATION_URL)]
+
+
 def _version_problem(
     versions: Mapping[ProtocolVersion, VersionSupport], negotiated: ProtocolVersion | None
 ) -> Problem | None:
@@ -287,10 +309,14 @@ def probe(
     timeout: float = 10.0,
     scan: bool = True,
     now: dt.datetime | None = None,
+    revocation: Revocation | bool = True,
 ) -> ProbeReport:
     """Probe ``host:port`` and report what the server negotiates, sends and gets wrong.
 
-    ``ca`` files are the trust anchors (default: the system's); ``crls`` are checked for revocation.
+    ``ca`` files are the trust anchors (default: the system's); ``crls`` are checked for revocation, and so are
+    the URLs in the server's certificate (``revocation``: True asks its OCSP responder, else its CRL; a
+    :class:`~tlskit.net.revocation.Revocation` says how; False skips it).  A revoked certificate, an answer that
+    cannot be trusted and an unreachable responder are problems; a certificate that names no URL is not.
     ``server_name`` is sent as SNI and checked against the certificate (default: ``host``).  ``scan=False``
     skips the per-version and per-suite handshakes.  Raises :class:`~tlskit.errors.InputError` for unreadable
     inputs and :class:`~tlskit.errors.TlskitError` when there is no TCP connection at all.
@@ -317,6 +343,7 @@ def probe(
     if chain:
         roots = anchors or _default_roots()
         problems += diagnose_chain(chain, roots=roots, host=name, purpose=Purpose.SERVER, crls=crl_objs, at=now)
+        problems += _revocation(chain, roots, revocation, timeout=timeout, now=now)
     if result.error is not None:
         failure = explain_ssl_error(
             result.error,
