@@ -27,7 +27,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tlskit.errors import FrameError, TlskitError
@@ -225,8 +225,23 @@ def test_certificate_csr_and_crl_loaders(data: bytes) -> None:
     only((TlskitError,), lambda: parse_crl(data, source="fuzz"))
 
 
+def _corpus_variant(name: str, old: bytes, new: bytes) -> bytes:
+    data = (CORPUS / "pki" / name).read_bytes()
+    assert old in data
+    return data.replace(old, new, 1)
+
+
+# Inputs the fuzzer found, kept as regression examples: a curve OID cryptography does not know, an empty passphrase
+# for an encrypted key, a CSR of an undefined version, a CSR whose key algorithm OID is unknown.
+UNKNOWN_CURVE = _corpus_variant("ec-sec1.der", b"\x2a\x86\x48\xce\x3d\x03\x01\x07", b"\x2a\x86\x48\xce\x3d\x03\x01\x17")
+BAD_CSR_VERSION = _corpus_variant("request.csr.der", b"\x02\x01\x000", b"\x02\x01\x010")
+UNKNOWN_KEY_OID = _corpus_variant("request.csr.der", b"\x06\x07\x2a\x86\x48", b"\x06\x07\x2b\x86\x48")
+
+
 @FUZZ
 @given(data=inputs(PKI_SEEDS), passphrase=st.sampled_from([None, b"corpus", b"", b"wrong"]))
+@example(data=UNKNOWN_CURVE, passphrase=None)
+@example(data=(CORPUS / "pki" / "ec-encrypted.pem").read_bytes(), passphrase=b"")
 def test_private_key_loader(data: bytes, passphrase: bytes | None) -> None:
     only((TlskitError,), lambda: parse_private_key(data, passphrase=passphrase, source="fuzz"))
 
@@ -292,6 +307,8 @@ def built_csrs(draw: st.DrawFn) -> bytes:
     profile=st.sampled_from(list(Profile)),
     allow_ca=st.booleans(),
 )
+@example(data=BAD_CSR_VERSION, profile=Profile.SERVER, allow_ca=False)
+@example(data=UNKNOWN_KEY_OID, profile=Profile.SERVER, allow_ca=False)
 def test_csr_signing(signer: CertificateAuthority, data: bytes, profile: Profile, allow_ca: bool) -> None:
     def sign() -> None:
         csr = parse_csr(data, source="fuzz")

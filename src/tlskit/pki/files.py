@@ -72,6 +72,8 @@ def detect_kind(data: bytes) -> PemKind:
     ):
         try:
             parse(data)
+        except x509.InvalidVersion:
+            return kind  # the right structure with a version no standard defines: malformed, but of this kind
         except ValueError:
             continue
         return kind
@@ -138,7 +140,7 @@ def _parse_one(data: bytes, source: str, kind: PemKind, pem: Callable[[bytes], T
         raise _wrong_kind(source, kind, found)
     try:
         return pem(data) if b"-----BEGIN" in data else der(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise InputError(f"{source}: malformed {kind} ({exc})", fix="check the file") from exc
 
 
