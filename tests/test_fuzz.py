@@ -37,14 +37,8 @@ from tlskit.pki.certs import Profile
 from tlskit.pki.files import detect_kind, parse_certificates, parse_crl, parse_csr
 from tlskit.pki.keys import KeyType, generate_key, parse_private_key
 from tlskit.pki.pkcs12 import import_pkcs12
-from tlskit.tools.handshake import (
-    DecodeError,
-    describe_certificate,
-    parse_certificate,
-    parse_client_hello,
-    parse_server_hello,
-    parse_server_key_exchange,
-)
+from tlskit.tools import handshake
+from tlskit.tools.handshake import DecodeError
 from tlskit.tools.records import ConnectionParser, Direction
 
 CORPUS = Path(__file__).with_name("corpus")
@@ -184,21 +178,21 @@ def test_record_parser_never_raises(client: bytes, server: bytes, cuts: list[int
 @FUZZ
 @given(data=inputs(messages_of(1)))
 def test_client_hello_decoder(data: bytes) -> None:
-    only((DecodeError,), lambda: parse_client_hello(Direction.CLIENT_TO_SERVER, data))
+    only((DecodeError,), lambda: handshake.parse_client_hello(Direction.CLIENT_TO_SERVER, data))
 
 
 @FUZZ
 @given(data=inputs(messages_of(2)), suite=st.none() | st.integers(0, 0xFFFF), tls13=st.booleans())
 def test_server_flight_decoders(data: bytes, suite: int | None, tls13: bool) -> None:
-    only((DecodeError,), lambda: parse_server_hello(Direction.SERVER_TO_CLIENT, data))
-    only((DecodeError,), lambda: parse_server_key_exchange(Direction.SERVER_TO_CLIENT, data, suite=suite))
-    only((DecodeError,), lambda: parse_certificate(Direction.SERVER_TO_CLIENT, data, tls13=tls13))
+    only((DecodeError,), lambda: handshake.parse_server_hello(Direction.SERVER_TO_CLIENT, data))
+    only((DecodeError,), lambda: handshake.parse_server_key_exchange(Direction.SERVER_TO_CLIENT, data, suite=suite))
+    only((DecodeError,), lambda: handshake.parse_certificate(Direction.SERVER_TO_CLIENT, data, tls13=tls13))
 
 
 @FUZZ
 @given(data=inputs(messages_of(11)), tls13=st.booleans())
 def test_certificate_decoder(data: bytes, tls13: bool) -> None:
-    only((DecodeError,), lambda: parse_certificate(Direction.SERVER_TO_CLIENT, data, tls13=tls13))
+    only((DecodeError,), lambda: handshake.parse_certificate(Direction.SERVER_TO_CLIENT, data, tls13=tls13))
 
 
 DERS = [(CORPUS / "pki" / "selfsigned.der").read_bytes()]
@@ -207,7 +201,7 @@ DERS = [(CORPUS / "pki" / "selfsigned.der").read_bytes()]
 @FUZZ
 @given(data=inputs(DERS))
 def test_certificate_description_of_any_der(data: bytes) -> None:
-    only((DecodeError,), lambda: describe_certificate(data))
+    only((DecodeError,), lambda: handshake.describe_certificate(data))
 
 
 # --- PKI loaders --------------------------------------------------------------------------------------------------

@@ -54,23 +54,24 @@ class Served:
     root: Path
 
 
+def cli_pki(d: Path, *init: str, days: str = "365") -> Served:
+    """A root CA from ``tlskit ca init ca INIT...`` and a server certificate from ``tlskit ca issue --days DAYS``."""
+    tlskit("ca", "init", "ca", "--name", "Scanner Test Root", *init, cwd=d)
+    tlskit("ca", "issue", "ca", "localhost", "127.0.0.1", "--days", days, "--out", "server", cwd=d)
+    return Served(d / "server.pem", d / "server-key.pem", d / "ca" / "ca.pem")
+
+
 @pytest.fixture(scope="module")
 def revocable(tmp_path_factory: pytest.TempPathFactory) -> Served:
-    """A root CA from ``tlskit ca init --crl-url --ocsp-url`` and a server certificate naming both URLs."""
-    d = tmp_path_factory.mktemp("revocable-pki")
+    """A CA made with ``--crl-url``/``--ocsp-url`` (issue 11): its certificates name both."""
     urls = ["--crl-url", "http://127.0.0.1:8080/root.crl", "--ocsp-url", "http://127.0.0.1:8080/ocsp"]
-    tlskit("ca", "init", "ca", "--name", "Scanner Test Root", *urls, cwd=d)
-    tlskit("ca", "issue", "ca", "localhost", "127.0.0.1", "--out", "server", cwd=d)
-    return Served(d / "server.pem", d / "server-key.pem", d / "ca" / "ca.pem")
+    return cli_pki(tmp_path_factory.mktemp("revocable-pki"), *urls)
 
 
 @pytest.fixture(scope="module")
 def pki90(tmp_path_factory: pytest.TempPathFactory) -> Served:
-    """A root CA from ``tlskit ca init`` and a 90-day server certificate from ``tlskit ca issue --days 90``."""
-    d = tmp_path_factory.mktemp("scanner-pki")
-    tlskit("ca", "init", "ca", "--name", "Scanner Test Root", cwd=d)
-    tlskit("ca", "issue", "ca", "localhost", "127.0.0.1", "--days", "90", "--out", "server", cwd=d)
-    return Served(d / "server.pem", d / "server-key.pem", d / "ca" / "ca.pem")
+    """A 90-day server certificate, as Mozilla's modern configuration asks."""
+    return cli_pki(tmp_path_factory.mktemp("scanner-pki"), days="90")
 
 
 def mozilla(config: str, port: int, root: Path) -> subprocess.CompletedProcess[str]:

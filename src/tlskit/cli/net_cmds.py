@@ -566,7 +566,7 @@ def serve_cmd(
         key=key,
         ca=ca,
         client_auth=auth,
-        profile=TLSProfile.parse(profile),
+        profile=TLSProfile(profile),
         alpn=alpn,
         sni=tuple(_parse_sni(entry) for entry in sni),
         peers=PeerOptions(allow_cn=allow_cn, allow_dns=allow_dns, allow_ip=allow_ip, allow_uri=allow_uri, pins=pin),

@@ -85,11 +85,6 @@ class TLSProfile(enum.Enum):
     MODERN = "modern"
     INTERMEDIATE = "intermediate"
 
-    @classmethod
-    def parse(cls, value: str | TLSProfile) -> TLSProfile:
-        """Parse ``"modern" | "intermediate"`` (case-insensitive)."""
-        return parse_choice(cls, value, "TLS profile")
-
     @property
     def min_version(self) -> ssl.TLSVersion:
         """The lowest TLS version the profile allows."""
@@ -243,7 +238,7 @@ class _ProtocolSpec:
         alpn: Iterable[str],
         profile: TLSProfile | str = TLSProfile.INTERMEDIATE,
     ) -> _ProtocolSpec:
-        profile = TLSProfile.parse(profile)
+        profile = parse_choice(TLSProfile, profile, "TLS profile")
         low = profile.min_version if min_version is None else tls_version_from_str(min_version)
         if low < profile.min_version:
             raise InputError(
