@@ -5,7 +5,7 @@
 - A client without a certificate is never told its certificate was rejected, whatever alert the server picks:
   ``openssl s_server -Verify`` (handshake_failure / certificate_required), ``gnutls-serv --require-client-cert``
   (decode_error in TLS 1.2, certificate_required in 1.3) and a Go-like server answering bad_certificate.
-- Every command that listens or connects turns a busy port, a privileged port, an unreachable host or unresolvable
+- Every command that listens or connects (serve, connect, probe, tap, demo, tunnel) turns a busy port, a privileged port, an unreachable host or unresolvable
   name, and an unreadable file into one line and exit 2, on both event loops (``TLSKIT_EVENT_LOOP``).
 """
 
@@ -268,7 +268,10 @@ def busy_port() -> Any:
 def test_busy_port(pki: PKI, busy_port: int, loop: str) -> None:
     serve = cli(["serve", busy_port, "--cert", pki.server_pem, "--key", pki.server_key], loop=loop)
     tap = cli(["tap", "--listen", busy_port, "--to", "127.0.0.1:9"], loop=loop)
-    for line in (serve, tap):
+    tunnel = ["tunnel", "--listen", f"127.0.0.1:{busy_port}", "--target", "127.0.0.1:9", "--ca", pki.root_pem]
+    server = cli([tunnel[0], "server", *tunnel[1:], "--cert", pki.server_pem, "--key", pki.server_key], loop=loop)
+    client = cli([tunnel[0], "client", *tunnel[1:]], loop=loop)
+    for line in (serve, tap, server, client):
         assert f"cannot listen on 127.0.0.1:{busy_port}: the port is already in use" in line
 
 
