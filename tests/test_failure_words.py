@@ -5,8 +5,9 @@
 - A client without a certificate is never told its certificate was rejected, whatever alert the server picks:
   ``openssl s_server -Verify`` (handshake_failure / certificate_required), ``gnutls-serv --require-client-cert``
   (decode_error in TLS 1.2, certificate_required in 1.3) and a Go-like server answering bad_certificate.
-- Every command that listens or connects (serve, connect, probe, tap, demo, tunnel) turns a busy port, a privileged port, an unreachable host or unresolvable
-  name, and an unreadable file into one line and exit 2, on both event loops (``TLSKIT_EVENT_LOOP``).
+- Every command that listens or connects (serve, connect, probe, tap, demo, tunnel) turns a busy port, a privileged
+  port, an unreachable host or unresolvable name, and an unreadable file into one line and exit 2, on both event
+  loops (``TLSKIT_EVENT_LOOP``).
 """
 
 from __future__ import annotations
