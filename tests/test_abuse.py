@@ -381,6 +381,7 @@ def sequential(port: int, ctx: ssl.SSLContext, count: int) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(max(300, SOAK // 20))  # a bound against hanging (20 connections/s at the least), not a speed
 @pytest.mark.parametrize("kind", SOAK_KINDS)
 def test_soak_sequential_connections_keep_memory_flat(pki: PKI, kind: str) -> None:
     ctx = client(pki)
