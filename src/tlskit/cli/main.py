@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import inspect_cmds, net_cmds, pki_cmds, probe_cmds, tools_cmds, tunnel_cmds
+from . import bench_cmds, inspect_cmds, net_cmds, pki_cmds, probe_cmds, tools_cmds, tunnel_cmds
 from .common import OneLineErrorsGroup
 
 
@@ -15,7 +15,7 @@ def cli() -> None:
     """tlskit: keys, certificates and CAs; mutual-TLS servers and clients; tools to see and explain TLS."""
 
 
-for module in (pki_cmds, inspect_cmds, net_cmds, tools_cmds, probe_cmds, tunnel_cmds):
+for module in (pki_cmds, inspect_cmds, net_cmds, tools_cmds, probe_cmds, tunnel_cmds, bench_cmds):
     for command in module.commands:
         cli.add_command(command)
 

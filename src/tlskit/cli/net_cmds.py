@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ..net.policy import PeerCheck, PeerPolicy
     from ..net.revocation import RevocationRefresher
 
-__all__ = ["commands", "connect_cmd", "demo_cmd", "parse_address", "serve_cmd"]
+__all__ = ["client_options", "commands", "connect_cmd", "demo_cmd", "parse_address", "serve_cmd"]
 
 _BRACKETED = re.compile(r"^\[(?P<host>[^\]]+)\]:(?P<port>[^:]*)$")
 
@@ -587,13 +587,25 @@ def serve_cmd(
     _run(serve_async(opts))
 
 
+def client_options(func: click.decorators.FC) -> click.decorators.FC:
+    """--ca/--cert/--key/--servername/--alpn: what a TLS client trusts, presents and asks for."""
+    options = [
+        click.option(
+            "--ca", multiple=True, metavar="FILE", help="Trust anchors (repeatable; default: the system store)."
+        ),
+        click.option("--cert", metavar="FILE", help="Client certificate chain, for mutual TLS."),
+        click.option("--key", metavar="FILE", help=f"Client private key (encrypted: set {PASSPHRASE_ENV})."),
+        click.option("--servername", help="Name to send as SNI and to verify (default: HOST)."),
+        click.option("--alpn", multiple=True, help="ALPN protocols to offer (repeatable)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.command("connect")
 @click.argument("address", metavar="HOST:PORT")
-@click.option("--ca", multiple=True, metavar="FILE", help="Trust anchors (repeatable; default: the system store).")
-@click.option("--cert", metavar="FILE", help="Client certificate chain, for mutual TLS.")
-@click.option("--key", metavar="FILE", help=f"Client private key (encrypted: set {PASSPHRASE_ENV}).")
-@click.option("--servername", help="Name to send as SNI and to verify (default: HOST).")
-@click.option("--alpn", multiple=True, help="ALPN protocols to offer (repeatable).")
+@client_options
 @click.option("--insecure", is_flag=True, help="Do not verify the server (still report what verification says).")
 @_peer_options("servers")
 @_keylog_option

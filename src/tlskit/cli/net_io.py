@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import click
-
 from .._text import printable
 from ..errors import FrameError, InputError, TLSError
 from .common import to_flags
@@ -71,6 +69,8 @@ class Framing:
 
     def codec(self) -> MessageCodec | None:
         """A fresh codec for one connection (framers buffer per connection), or None for raw bytes."""
+        if self.spec == "raw":
+            return None
         from ..net.framing import JsonCodec, framer_from_spec
 
         framer = framer_from_spec(self.spec)
@@ -204,8 +204,14 @@ def failure(exc: TLSError, what: str) -> str:
 
 
 def echo(prefix: str, text: str) -> None:
-    """A ``prefix: text`` line on stderr (the log of serve and connect), control characters escaped."""
-    click.echo(f"{prefix}: {printable(text)}", err=True)
+    """A ``prefix: text`` line on stderr (the log of serve and connect), control characters escaped.
+
+    Written straight to the stream, once per line: ``serve`` writes two per connection, and click.echo's checks
+    (colour stripping, which printable() makes moot) would cost more than the rest of the line.
+    """
+    stream = sys.stderr
+    stream.write(f"{prefix}: {printable(text)}\n")
+    stream.flush()
 
 
 class PrintableFormatter(logging.Formatter):

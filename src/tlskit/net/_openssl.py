@@ -29,9 +29,12 @@ from ..errors import InputError
 from ..pki.files import certs_to_pem
 from ..pki.keys import PrivateKey, key_to_pem
 
-__all__ = ["load_identity", "load_trust", "memfd_available", "pem_file", "set_groups"]
+__all__ = ["disable_session_cache", "load_identity", "load_trust", "memfd_available", "pem_file", "set_groups"]
 
-_SSL_CTRL_SET_GROUPS_LIST = 92  # from OpenSSL's ssl.h; SSL_CTX_set1_groups_list is a macro over SSL_CTX_ctrl
+# From OpenSSL's ssl.h; SSL_CTX_set1_groups_list and SSL_CTX_set_session_cache_mode are macros over SSL_CTX_ctrl.
+_SSL_CTRL_SET_GROUPS_LIST = 92
+_SSL_CTRL_SET_SESS_CACHE_MODE = 44
+_SSL_SESS_CACHE_OFF = 0
 
 
 def set_groups(ctx: ssl.SSLContext, groups: str) -> bool:
@@ -46,17 +49,33 @@ def set_groups(ctx: ssl.SSLContext, groups: str) -> bool:
     if setter is not None:
         setter(groups)
         return True
+    return _ctx_ctrl(ctx, _SSL_CTRL_SET_GROUPS_LIST, 0, groups.encode("ascii")) == 1
+
+
+def disable_session_cache(ctx: ssl.SSLContext) -> bool:
+    """Keep no server-side session cache (``SSL_SESS_CACHE_OFF``); False where the interpreter cannot.
+
+    Resumption works through session tickets (stateless: the session travels, encrypted, with the client), which
+    every TLS 1.3 client and every TLS 1.2 client of the last decade uses.  The internal cache only serves TLS
+    1.2 session-ID resumption, and costs every full handshake an insertion under a lock plus periodic sweeps of
+    the whole cache (``SSL_CTX_flush_sessions``); Node keeps no internal cache either.
+    """
+    return _ctx_ctrl(ctx, _SSL_CTRL_SET_SESS_CACHE_MODE, _SSL_SESS_CACHE_OFF, None) >= 0
+
+
+def _ctx_ctrl(ctx: ssl.SSLContext, command: int, larg: int, parg: bytes | None) -> int:
+    """``SSL_CTX_ctrl`` on the context's own ``SSL_CTX *``; -1 where that pointer cannot be reached safely."""
     lib = _libssl()
     if lib is None:
-        return False
+        return -1
     ptr = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
     # The options read back through the pointer must equal ctx.options, or the layout is not what we think.
     if not ptr or lib.SSL_CTX_get_options(ptr) != ctx.options:
-        return False
-    ok: bool = lib.SSL_CTX_ctrl(ptr, _SSL_CTRL_SET_GROUPS_LIST, 0, groups.encode("ascii")) == 1
-    if not ok:
+        return -1
+    result: int = lib.SSL_CTX_ctrl(ptr, command, larg, parg)
+    if result != 1:
         lib.ERR_clear_error()  # leave no stale error for the next ssl call to misreport
-    return ok
+    return result
 
 
 @functools.cache

@@ -110,6 +110,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         "_handshake_waiter",
         "_idle",
         "_listener",
+        "_loop",
         "_lost",
         "_lost_waiter",
         "_opened",
@@ -135,8 +136,11 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         session: ssl.SSLSession | None = None,
         listener: ConnectionListener | None = None,
         policy: PeerPolicy | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(context, server_side=server_side, server_hostname=server_hostname, session=session)
+        # The event loop, kept: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
+        self._loop = loop
         self._listener = listener
         self._policy = policy
         self._authorized = False
@@ -173,6 +177,8 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         self._opened = _monotonic()
         if self._listener is not None:
             self._listener.tls_connection_made(self)
@@ -294,6 +300,12 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
             self._read_paused = False
             self._transport.resume_reading()
 
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     # -- events ----------------------------------------------------------------------------------------------
 
     def _on_handshake(self) -> bool:
@@ -386,7 +398,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         """Wait until the handshake finished and the peer was accepted; raise the :class:`TLSError` otherwise."""
         while self._state is _HANDSHAKING and self._error is None:
             if self._handshake_waiter is None:
-                self._handshake_waiter = asyncio.get_running_loop().create_future()
+                self._handshake_waiter = self._event_loop().create_future()
             await self._handshake_waiter
         if self._error is not None and (self._refused or not self.handshake_complete):
             raise self._error
@@ -440,7 +452,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
                 raise self._error
             if self._eof:
                 return b""
-            waiter = self._read_waiter = asyncio.get_running_loop().create_future()
+            waiter = self._read_waiter = self._event_loop().create_future()
             await waiter
         return self._take(n)
 
@@ -515,7 +527,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
                 return
             self._pending = [bytes(data)]
             self._pending_size = size
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._event_loop().call_soon(self._flush)
             return
         pending.append(bytes(data))
         self._pending_size += size
@@ -532,7 +544,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         """Wait until the transport's buffer is below its high-water mark."""
         while self._write_paused and not self._lost:
             if self._drain_waiter is None:
-                self._drain_waiter = asyncio.get_running_loop().create_future()
+                self._drain_waiter = self._event_loop().create_future()
             await self._drain_waiter
         if self._lost and self._error is not None:
             raise self._error
@@ -596,7 +608,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         if self._eof or self._state is not _CLOSING:
             transport.close()
         else:
-            asyncio.get_running_loop().call_later(linger, transport.close)
+            self._event_loop().call_later(linger, transport.close)
 
     async def close(self, *, timeout: float = 5.0) -> None:
         """Send close_notify and close; abort if that does not complete within ``timeout`` seconds."""
@@ -616,7 +628,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         if self._lost or self._transport is None:
             return True
         if self._lost_waiter is None:
-            self._lost_waiter = asyncio.get_running_loop().create_future()
+            self._lost_waiter = self._event_loop().create_future()
         try:
             await asyncio.wait_for(asyncio.shield(self._lost_waiter), timeout)
         except TimeoutError:

@@ -29,7 +29,7 @@ from ..errors import InputError, KeyMismatchError
 from ..pki.certs import key_matches
 from ..pki.files import load_certificates, load_crl, parse_certificates, parse_crl
 from ..pki.keys import PrivateKey, load_private_key, parse_private_key
-from ._openssl import load_identity, load_trust, set_groups
+from ._openssl import disable_session_cache, load_identity, load_trust, set_groups
 
 __all__ = [
     "DEFAULT_GROUPS",
@@ -452,6 +452,8 @@ def server_context(
         # One TLS 1.3 ticket per handshake instead of OpenSSL's two: each costs an encryption and a record, and a
         # client that resumes gets a fresh one, the single-use pattern RFC 8446 (appendix C.4) recommends.
         ctx.num_tickets = 1
+        # Resumption by tickets only: no internal session cache to insert into and sweep (see the function).
+        disable_session_cache(ctx)
         if keylog is not None:
             _set_keylog(ctx, keylog)
         return ctx

@@ -93,7 +93,9 @@ class TLSEngine:
         if server_hostname is not None:
             # SNI carries the name without the root's trailing dot (RFC 6066 3), and OpenSSL would not match
             # "example.com." against a certificate for example.com: strip it, as curl and browsers do.
-            server_hostname = server_hostname.rstrip(".").encode("idna").decode("ascii")
+            server_hostname = server_hostname.rstrip(".")
+            if not server_hostname.isascii():  # the codec is slow; an ASCII name is already its own A-label
+                server_hostname = server_hostname.encode("idna").decode("ascii")
         wrap: Callable[..., Any] = context._wrap_bio  # type: ignore[attr-defined]
         self._ssl: Any = wrap(
             self._bio_in,

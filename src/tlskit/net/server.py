@@ -204,7 +204,7 @@ class Server:
                 self._refused_logged = now
                 log.warning("connection limit of %s reached: refusing new connections (%d so far)", limit, self.refused)
             return _Refused()
-        return TLSConnection(self._context, server_side=True, listener=self, policy=self._policy)
+        return TLSConnection(self._context, server_side=True, listener=self, policy=self._policy, loop=self._loop)
 
     async def _worker(self, host: str | None, port: int, backlog: int) -> Server:
         """In a forked worker: a server like this one, listening on the shared port (SO_REUSEPORT).

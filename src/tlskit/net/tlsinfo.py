@@ -6,6 +6,7 @@ nothing touches a socket and nothing here explains (that is :mod:`tlskit.net.exp
 
 from __future__ import annotations
 
+import functools
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -66,10 +67,12 @@ class CipherInfo:
 
 
 def cipher_info(cipher: tuple[str, str, int] | None) -> CipherInfo | None:
-    """Build a :class:`CipherInfo` from ``SSLObject.cipher()`` (None before the handshake)."""
-    if cipher is None:
-        return None
-    name, protocol, bits = cipher
+    """A :class:`CipherInfo` for ``SSLObject.cipher()`` (None before the handshake)."""
+    return None if cipher is None else _cipher_info(*cipher)
+
+
+@functools.lru_cache(maxsize=128)  # a server meets a handful of suites: one immutable object each, not one per call
+def _cipher_info(name: str, protocol: str, bits: int) -> CipherInfo:
     standard = name if name.startswith("TLS_") else _IANA.get(name, name)
     return CipherInfo(name=name, standard_name=standard, protocol=protocol, bits=bits)
 

@@ -1,0 +1,484 @@
+"""``tlskit bench``: how many milliseconds does TLS cost?  A TLS load generator and latency meter.
+
+For each connection it stamps when the TCP connection was made, when the handshake finished and when the first
+byte of the answer to a small request arrived, and it counts the client's own CPU.  Phases, each optional but the
+first: full handshakes; resumed handshakes (TLS 1.3 tickets or TLS 1.2 sessions, whichever was negotiated); a
+bulk transfer through an echo service; and the same new connections and transfer against a plaintext port of the
+same service, so the report can say in one sentence what TLS adds.
+
+The client is tlskit's own transport (:class:`~tlskit.net.connection.TLSConnection`, uvloop), driving up to
+``concurrency`` connections at once from one event loop, so one client core goes a long way; each phase reports
+handshakes per second and the client CPU it took, which ``make bench`` compares with ``openssl s_time``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import ssl
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import InputError, TLSError
+from ..net.connection import TLSConnection
+from ..net.policy import PeerPolicy, validate_policy
+
+__all__ = ["BenchReport", "BenchSpec", "Bulk", "Percentiles", "Phase", "Progress", "run_bench"]
+
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``; ``total`` is 0 when a phase runs for a duration instead of a count."""
+
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchSpec:
+    """What to measure.  Keyword-only, validated when made (bad values raise :class:`InputError`)."""
+
+    host: str
+    port: int
+    context: ssl.SSLContext
+    server_name: str | None = None
+    policy: PeerPolicy | None = None
+    connections: int = 1000
+    """Connections per phase (ignored when ``duration`` is set)."""
+    concurrency: int = 8
+    duration: float | None = None
+    """Seconds per phase instead of a number of connections."""
+    resume: bool = False
+    bulk_bytes: int = 0
+    """Bytes sent through the service and expected back (an echo service), 0 for no bulk transfer."""
+    plain_port: int | None = None
+    request: bytes = b"GET / HTTP/1.0\r\n\r\n"
+    """Sent on every connection; the time to the first byte of the answer is measured.  Empty: each connection
+    closes right after its handshake (as ``openssl s_time`` does), and no first byte is timed."""
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.context, ssl.SSLContext) or self.context.protocol == ssl.PROTOCOL_TLS_SERVER:
+            raise InputError("context must be a client ssl.SSLContext", fix="build it with tlskit.client_context()")
+        if not 0 < self.port < 65536 or (self.plain_port is not None and not 0 < self.plain_port < 65536):
+            raise InputError("ports must be from 1 to 65535", fix="give the port the service listens on")
+        if self.connections < 1 or self.concurrency < 1:
+            raise InputError("connections= and concurrency= must be at least 1", fix="give positive numbers")
+        if self.duration is not None and self.duration <= 0:
+            raise InputError("duration= must be positive", fix="give a number of seconds, such as 10")
+        if self.bulk_bytes < 0 or self.timeout <= 0:
+            raise InputError("bulk_bytes= and timeout= must be positive", fix="give positive numbers")
+        if not self.request and self.bulk_bytes:
+            raise InputError("bulk_bytes= needs a service that answers", fix="give request= too")
+        validate_policy(self.policy, self.context)
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """A latency distribution in milliseconds (nearest-rank percentiles)."""
+
+    count: int
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Percentiles | None:
+        if not seconds:
+            return None
+        ms = sorted(s * 1000.0 for s in seconds)
+
+        def rank(p: float) -> float:
+            return ms[max(0, math.ceil(p / 100 * len(ms)) - 1)]
+
+        return cls(len(ms), rank(50), rank(90), rank(99), sum(ms) / len(ms), ms[0], ms[-1])
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of new connections: latencies, rate, failures and the client's CPU."""
+
+    name: str
+    attempted: int
+    completed: int
+    failures: dict[str, int]
+    tcp_connect: Percentiles | None
+    handshake: Percentiles | None
+    first_byte: Percentiles | None
+    """From the start of the connection to the first byte of the answer."""
+    resumed: int
+    wall_seconds: float
+    client_cpu_seconds: float
+
+    @property
+    def per_second(self) -> float:
+        """Completed connections (handshakes, for TLS) per second of wall time."""
+        return self.completed / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def per_client_cpu_second(self) -> float:
+        """Completed connections per second of the client's CPU: its ceiling per core."""
+        return self.completed / self.client_cpu_seconds if self.client_cpu_seconds else 0.0
+
+
+@dataclass(frozen=True)
+class Bulk:
+    """One transfer of ``bytes`` through an echo service and back."""
+
+    name: str
+    bytes: int
+    seconds: float
+    client_cpu_seconds: float
+
+    @property
+    def mib_per_second(self) -> float:
+        return self.bytes / 2**20 / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_seconds_per_gib(self) -> float:
+        return self.client_cpu_seconds * 2**30 / self.bytes if self.bytes else 0.0
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """Everything measured, and what TLS adds in one sentence (:meth:`summary`)."""
+
+    target: str
+    protocol: str | None
+    cipher: str | None
+    concurrency: int
+    full: Phase
+    resumed: Phase | None = None
+    bulk: Bulk | None = None
+    plain: Phase | None = None
+    plain_bulk: Bulk | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """What TLS costs here, computed from this run: p50 times to the first byte of the answer (or, without a
+        request, to the end of the handshake), and client CPU per GiB."""
+        what = "to its first byte" if self.full.first_byte is not None else "to finish its handshake"
+        full = _ready(self.full)
+        if full is None:
+            return f"no TLS connection to {self.target} completed"
+        resumed = _ready(self.resumed) if self.resumed is not None else None
+        plain = _ready(self.plain) if self.plain is not None else None
+        if plain is not None:
+            parts = [f"a new TLS connection costs {full - plain:.2f} ms more than a plaintext one ({what})"]
+            if resumed is not None:
+                parts.append(f"a resumed one {resumed - plain:.2f} ms")
+        else:
+            parts = [f"a new TLS connection takes {full:.2f} ms {what}"]
+            if resumed is not None:
+                parts.append(f"a resumed one {resumed:.2f} ms")
+        if self.bulk is not None:
+            if self.plain_bulk is not None:
+                extra = self.bulk.cpu_seconds_per_gib - self.plain_bulk.cpu_seconds_per_gib
+                parts.append(f"1 GiB costs {extra:.2f} s of client CPU more")
+            else:
+                parts.append(f"1 GiB costs {self.bulk.cpu_seconds_per_gib:.2f} s of client CPU")
+        text = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+        return f"{text} (p50, {self.target}, {self.protocol or 'TLS'})."
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole report as JSON-able data, with the rates and the sentence."""
+        out = asdict(self)
+        for key in ("full", "resumed", "plain"):
+            phase = getattr(self, key)
+            if phase is not None:
+                out[key]["per_second"] = phase.per_second
+                out[key]["per_client_cpu_second"] = phase.per_client_cpu_second
+        for key in ("bulk", "plain_bulk"):
+            bulk = getattr(self, key)
+            if bulk is not None:
+                out[key]["mib_per_second"] = bulk.mib_per_second
+                out[key]["cpu_seconds_per_gib"] = bulk.cpu_seconds_per_gib
+        out["summary"] = self.summary()
+        return out
+
+
+def _ready(phase: Phase) -> float | None:
+    """p50 ms until a connection of ``phase`` was useful: its first byte, else the end of its handshake/connect."""
+    if phase.first_byte is not None:
+        return phase.first_byte.p50
+    if phase.tcp_connect is None:
+        return None
+    return phase.tcp_connect.p50 + (phase.handshake.p50 if phase.handshake is not None else 0.0)
+
+
+# --- one connection ----------------------------------------------------------------------------------------
+
+
+class _Stamps:
+    """The listener of one connection: when its TCP connection and its handshake completed."""
+
+    __slots__ = ("connected", "handshaken")
+
+    def __init__(self) -> None:
+        self.connected = 0.0
+        self.handshaken = 0.0
+
+    def tls_connection_made(self, conn: TLSConnection) -> None:
+        self.connected = time.perf_counter()
+
+    def tls_handshake_done(self, conn: TLSConnection) -> None:
+        self.handshaken = time.perf_counter()
+
+    def tls_handshake_failed(self, conn: TLSConnection, error: TLSError) -> None:
+        pass
+
+    def tls_connection_lost(self, conn: TLSConnection) -> None:
+        pass
+
+
+class _PlainClient(asyncio.Protocol):
+    """A plaintext connection: made, first byte, end."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.connected = 0.0
+        self.first = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connected = time.perf_counter()
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.first.done():
+            self.first.set_result(time.perf_counter())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.first.done():
+            self.first.set_exception(exc or ConnectionResetError("the service closed before answering"))
+
+
+@dataclass
+class _Tally:
+    """Samples of one phase, filled by the connections as they finish."""
+
+    tcp: list[float] = field(default_factory=list)
+    handshake: list[float] = field(default_factory=list)
+    first: list[float] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    resumed: int = 0
+    attempted: int = 0
+    completed: int = 0
+    protocol: str | None = None
+    cipher: str | None = None
+
+
+class _Runner:
+    def __init__(self, spec: BenchSpec, progress: Progress | None) -> None:
+        self.spec = spec
+        self.progress = progress
+        self.loop = asyncio.get_running_loop()
+        self.session: ssl.SSLSession | None = None
+        self.server_name = spec.server_name or spec.host
+
+    async def tls_once(self, tally: _Tally, *, resume: bool) -> None:
+        spec = self.spec
+        stamps = _Stamps()
+        session = self.session if resume else None
+        conn = TLSConnection(
+            spec.context, server_side=False, server_hostname=self.server_name, session=session,
+            listener=stamps, policy=spec.policy,
+        )  # fmt: skip
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(spec.timeout):
+                await self.loop.create_connection(lambda: conn, spec.host, spec.port)
+                await conn.wait_handshake()
+                first = 0.0
+                if spec.request:
+                    conn.write_nowait(spec.request)
+                    if not await conn.read():
+                        raise ConnectionResetError("the service closed without answering")
+                    first = time.perf_counter()
+        except TLSError as exc:
+            tally.failures[exc.code] += 1
+            return
+        except TimeoutError:
+            tally.failures["timeout"] += 1
+            return
+        except OSError as exc:
+            tally.failures[type(exc).__name__] += 1
+            return
+        finally:
+            self._close(conn)
+        tally.completed += 1
+        tally.tcp.append(stamps.connected - start)
+        tally.handshake.append(stamps.handshaken - stamps.connected)
+        if first:
+            tally.first.append(first - start)
+        reused = conn.session_reused
+        tally.resumed += reused
+        if tally.protocol is None:
+            tally.protocol, tally.cipher = conn.protocol, conn.cipher.standard_name if conn.cipher else None
+        if self.spec.resume and not reused:
+            # A session to resume later: TLS 1.3 tickets arrive after the handshake, so take it now, and again only
+            # when a resumption failed (taking one copies it, certificates included: not free).
+            self.session = conn.session or self.session
+
+    @staticmethod
+    def _close(conn: TLSConnection) -> None:
+        # close_notify and FIN on the next turn of the loop, without waiting for the peer's (as s_time does).
+        conn.start_close(linger=0.0)
+
+    async def plain_once(self, tally: _Tally) -> None:
+        spec = self.spec
+        protocol = _PlainClient(self.loop)
+        start = time.perf_counter()
+        assert spec.plain_port is not None
+        try:
+            async with asyncio.timeout(spec.timeout):
+                transport, _ = await self.loop.create_connection(lambda: protocol, spec.host, spec.plain_port)
+                try:
+                    first = 0.0
+                    if spec.request:
+                        transport.write(spec.request)
+                        first = await protocol.first
+                finally:
+                    transport.close()
+        except TimeoutError:
+            tally.failures["timeout"] += 1
+            return
+        except OSError as exc:
+            tally.failures[type(exc).__name__] += 1
+            return
+        tally.completed += 1
+        tally.tcp.append(protocol.connected - start)
+        if first:
+            tally.first.append(first - start)
+
+    async def phase(self, name: str, once: Callable[[_Tally], Any]) -> tuple[Phase, _Tally]:
+        spec = self.spec
+        tally = _Tally()
+        total = 0 if spec.duration is not None else spec.connections
+        deadline = None if spec.duration is None else time.perf_counter() + spec.duration
+        done = 0
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+
+        async def worker() -> None:
+            nonlocal done
+            while deadline is not None or tally.attempted < spec.connections:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return
+                tally.attempted += 1
+                await once(tally)
+                done += 1
+                if self.progress is not None:
+                    self.progress(name, done, total)
+
+        await asyncio.gather(*(worker() for _ in range(spec.concurrency)))
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        completed = tally.completed
+        phase = Phase(
+            name=name,
+            attempted=tally.attempted,
+            completed=completed,
+            failures=dict(tally.failures),
+            tcp_connect=Percentiles.of(tally.tcp),
+            handshake=Percentiles.of(tally.handshake),
+            first_byte=Percentiles.of(tally.first),
+            resumed=tally.resumed,
+            wall_seconds=wall,
+            client_cpu_seconds=cpu,
+        )
+        return phase, tally
+
+    async def bulk(self, name: str, *, tls: bool) -> Bulk:
+        """``bulk_bytes`` sent and read back on one connection, writing and reading at once."""
+        spec = self.spec
+        size = spec.bulk_bytes
+        read: Callable[[], Awaitable[bytes]]
+        write: Callable[[bytes], Awaitable[None]]
+        close: Callable[[], None]
+        if tls:
+            conn = TLSConnection(spec.context, server_side=False, server_hostname=self.server_name, policy=spec.policy)
+            await asyncio.wait_for(self.loop.create_connection(lambda: conn, spec.host, spec.port), spec.timeout)
+            await asyncio.wait_for(conn.wait_handshake(), spec.timeout)
+            read, write = conn.read, conn.write
+
+            def close() -> None:
+                self._close(conn)
+
+        else:
+            assert spec.plain_port is not None
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(spec.host, spec.plain_port), spec.timeout)
+
+            async def write(data: bytes) -> None:
+                writer.write(data)
+                await writer.drain()
+
+            async def read() -> bytes:
+                return await reader.read(256 * 1024)
+
+            close = writer.close
+        block = bytes(_CHUNK)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+
+        async def send() -> None:
+            left = size
+            while left > 0:
+                await write(block if left >= _CHUNK else block[:left])
+                left -= _CHUNK
+
+        sender = asyncio.ensure_future(send())
+        got = 0
+        try:
+            while got < size:
+                data = await asyncio.wait_for(read(), spec.timeout)
+                if not data:
+                    raise InputError(
+                        f"{name}: the service closed after {got} of {size} bytes",
+                        fix="give bulk_bytes= only for an echo service (tlskit serve --echo)",
+                    )
+                got += len(data)
+            await sender
+        finally:
+            sender.cancel()
+            close()
+        return Bulk(name, size, time.perf_counter() - wall0, time.process_time() - cpu0)
+
+
+async def run_bench(spec: BenchSpec, *, progress: Progress | None = None) -> BenchReport:
+    """Run the phases ``spec`` asks for against a live service and return what was measured.
+
+    Failed handshakes are counted by tlskit problem code (``untrusted_root``, ``client_cert_required``, ...),
+    not raised; a service that cannot be reached at all still yields a report whose phases completed nothing.
+    """
+    runner = _Runner(spec, progress)
+    full, tally = await runner.phase("full handshakes", lambda t: runner.tls_once(t, resume=False))
+    notes = []
+    resumed = None
+    if spec.resume:
+        if runner.session is None:
+            notes.append("no session to resume: no full handshake completed, or the server sends no tickets")
+        else:
+            resumed, _ = await runner.phase("resumed handshakes", lambda t: runner.tls_once(t, resume=True))
+            if resumed.resumed < resumed.completed:
+                full_ones = resumed.completed - resumed.resumed
+                notes.append(f"{full_ones} of {resumed.completed} resumption attempts got a full handshake")
+    plain = None
+    if spec.plain_port is not None:
+        plain, _ = await runner.phase("plaintext connections", runner.plain_once)
+    bulk = plain_bulk = None
+    if spec.bulk_bytes and full.completed:
+        bulk = await runner.bulk("TLS transfer", tls=True)
+        if spec.plain_port is not None:
+            plain_bulk = await runner.bulk("plaintext transfer", tls=False)
+    return BenchReport(
+        target=f"{spec.host}:{spec.port}",
+        protocol=tally.protocol,
+        cipher=tally.cipher,
+        concurrency=spec.concurrency,
+        full=full,
+        resumed=resumed,
+        bulk=bulk,
+        plain=plain,
+        plain_bulk=plain_bulk,
+        notes=notes,
+    )
