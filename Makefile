@@ -5,7 +5,12 @@ PY     := $(VENV)/bin/python
 BASE   := $(VENV)/.installed-base
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+# sslyze pins its dependencies (pydantic, nassl, cryptography), so it lives in a virtual environment of its own.
+SSLYZE_VENV    := .pytest_cache/sslyze
+SSLYZE         := $(SSLYZE_VENV)/bin/sslyze
+SSLYZE_VERSION := 6.3.1
+
+.PHONY: demo test lint typecheck pytest scanners soak fuzz bench clean
 
 # The demo needs tlskit alone; the tests also need the dev tools and the libraries the examples use.
 $(BASE): pyproject.toml
@@ -30,8 +35,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(SSLYZE)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+$(SSLYZE):
+	$(PYTHON) -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/python -m pip install -q 'sslyze==$(SSLYZE_VERSION)'
+
+scanners: $(SSLYZE)
+
+# 100,000 sequential connections through one server (make test runs 20,000 of them).
+soak: $(STAMP)
+	TLSKIT_SOAK_CONNECTIONS=100000 $(PY) -m pytest -q -m soak $(PYTEST_ARGS)
+
+# The fuzz targets with a long budget (make test gives each a few seconds).
+fuzz: $(STAMP)
+	TLSKIT_FUZZ=long $(PY) -m pytest -q tests/test_fuzz.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run.py

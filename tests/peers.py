@@ -50,6 +50,8 @@ PACKAGES = {
     "haproxy": "haproxy",
     "stunnel4": "stunnel4",
     "unshare": "util-linux",
+    "testssl": "testssl.sh",
+    "setpriv": "util-linux",
     "mosquitto": "mosquitto",
     "chromium": "chromium",
     "certutil": "libnss3-tools",

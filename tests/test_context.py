@@ -26,7 +26,15 @@ from cryptography.hazmat.primitives import serialization
 from conftest import PKI, MakeCert
 from peers import OPENSSL, requires
 from tlskit.errors import InputError, KeyMismatchError, PassphraseError
-from tlskit.net.context import ClientAuth, CrlCheck, KeyLogWarning, client_context, server_context, tls_version_from_str
+from tlskit.net.context import (
+    ClientAuth,
+    CrlCheck,
+    KeyLogWarning,
+    TLSProfile,
+    client_context,
+    server_context,
+    tls_version_from_str,
+)
 from tlskit.pki.ca import CertificateAuthority
 from tlskit.pki.certs import CertSpec, Profile, build_certificate
 from tlskit.pki.files import load_certificate, load_certificates
@@ -157,6 +165,33 @@ def test_tls12_uses_an_intermediate_suite(pki: PKI) -> None:
     )
     assert out.ok, out
     assert out.cipher is not None and out.cipher.startswith("ECDHE-RSA-") and "CBC" not in out.cipher
+
+
+def test_profiles(pki: PKI) -> None:
+    """Mozilla's configurations: modern refuses TLS 1.2 clients; both keep the server's order with ChaCha20."""
+    with pytest.raises(InputError, match="below what profile=modern allows"):
+        server_context(cert=pki.server_pem, key=pki.server_key, profile="modern", min_version="1.2")
+    with pytest.raises(InputError, match="unknown TLS profile 'old'"):
+        server_context(cert=pki.server_pem, key=pki.server_key, profile="old")
+    modern = server_context(cert=pki.server_pem, key=pki.server_key, profile=TLSProfile.MODERN)
+    intermediate = server_context(cert=pki.server_pem, key=pki.server_key)
+    assert modern.minimum_version is ssl.TLSVersion.TLSv1_3
+    assert intermediate.minimum_version is ssl.TLSVersion.TLSv1_2
+    for ctx in (modern, intermediate):
+        assert ctx.options & ssl.OP_CIPHER_SERVER_PREFERENCE and ctx.options & (1 << 21)  # PRIORITIZE_CHACHA
+    refused = handshake(modern, client_context(ca=pki.root_pem, max_version="1.2"))
+    assert not refused.ok and isinstance(refused.client_error, ssl.SSLError)
+    assert handshake(modern, client_context(ca=pki.root_pem)).version == "TLSv1.3"
+
+
+def test_a_client_listing_chacha_first_gets_it(pki: PKI) -> None:
+    server = server_context(cert=pki.server_pem, key=pki.server_key, max_version="1.2")
+    both = "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256"
+    aes256_first = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"
+    aes_first = handshake(server, client_context(ca=pki.root_pem, max_version="1.2", ciphers=aes256_first))
+    chacha_first = handshake(server, client_context(ca=pki.root_pem, max_version="1.2", ciphers=both))
+    assert aes_first.cipher == "ECDHE-ECDSA-AES128-GCM-SHA256"  # the server's order, not the client's
+    assert chacha_first.cipher == "ECDHE-ECDSA-CHACHA20-POLY1305"  # ... unless the client prefers ChaCha20
 
 
 def test_version_parsing() -> None:

@@ -38,8 +38,10 @@ EXCEPTIONS = Path(__file__).with_name("limbo_exceptions.json")
 PER_CASE_TIMEOUT = 120.0  # seconds; cases take milliseconds, the bound only catches runaway path building
 
 # The SERVER cases the CLI can express, and the floor tlskit holds on them: the figures measured on limbo.json
-# (x509-limbo 8a2e6f41, 208 cases) with cryptography 50.0.2.  When tlskit does better, raise the floor to match.
-SERVER_CASES, MIN_AGREE, MAX_WRONGLY_ACCEPTED = 174, 162, 9
+# (x509-limbo 8a2e6f41, 208 cases) with cryptography 50.0.2 and the Public Suffix List of publicsuffixlist.  The 7
+# still wrongly accepted are deliberate, each with its reason in limbo_exceptions.json.  When tlskit does better,
+# raise the floor to match.
+SERVER_CASES, MIN_AGREE, MAX_WRONGLY_ACCEPTED = 174, 164, 7
 # Cycles, exponential chains and name-constraint bombs the CLI can express, all of which must run and be decided.
 MIN_PATHOLOGICAL = 10
 

@@ -392,8 +392,10 @@ def test_unreachable_is_one_line_and_exit_2(tlskit_env: dict[str, str]) -> None:
             check=False,
         )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"tlskit: error: 127.0.0.1:{port}: connection refused: "
-                                                "check the host and port, and that the server runs"]  # fmt: skip
+    assert proc.stderr.strip().splitlines() == [
+        f"tlskit: error: cannot connect to 127.0.0.1:{port}: connection refused (nothing listens there): "
+        "check the host and port, and that the server is running"
+    ]
 
 
 def test_bad_usage_exits_2(tlskit_env: dict[str, str], pki: PKI) -> None:

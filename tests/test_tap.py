@@ -478,7 +478,7 @@ def test_cli_text_output_shows_the_login_form_and_the_verdict(tmp_path: Path, tl
         (["--listen", "0", "--to", "nohostport"], "--to 'nohostport' is not HOST:PORT"),
         (["--listen", "0", "--to", "127.0.0.1:0"], "has port 0"),
         (["--listen", "0", "--to", "::1:443"], "put an IPv6 address in brackets"),
-        (["--listen", "0", "--to", "no-such-host.invalid:443"], "cannot resolve server host"),
+        (["--listen", "0", "--to", "no-such-host.invalid:443"], "cannot resolve the host name"),
         (["--listen", "127.0.0.1:70000", "--to", "127.0.0.1:1"], "has no valid port"),
         (["--listen", "0", "--to", "127.0.0.1:70000"], "give a port number from 1 to 65535"),
     ],

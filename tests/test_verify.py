@@ -161,6 +161,25 @@ def test_hostname_mismatch_names_the_names_carried(pki) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("names", "host", "ok"),
+    [
+        (["*.co.uk"], "example.co.uk", False),  # ICANN section: a registry
+        (["*.s3.amazonaws.com"], "bucket.s3.amazonaws.com", False),  # private section: a shared namespace
+        (["*.github.io"], "someone.github.io", False),
+        (["s3.amazonaws.com", "*.s3.amazonaws.com"], "s3.amazonaws.com", True),  # the exact name still counts
+        (["*.example.co.uk"], "www.example.co.uk", True),  # under a registered domain: fine
+        (["*.corp.internal"], "host.corp.internal", True),
+    ],
+)
+def test_wildcards_over_a_public_suffix_do_not_match(pki, names: list[str], host: str, ok: bool) -> None:
+    issued = pki.ca.issue(names)
+    result = verify_chain(issued.cert, roots=[pki.root.cert], intermediates=issued.chain[1:], host=host)
+    assert result.ok is ok, result.problems
+    if not ok:
+        assert result.problems[0].code == Code.HOSTNAME_MISMATCH and "public suffix" in result.problems[0].message
+
+
 def test_untrusted_root_and_incomplete_chain(pki, tmp_path) -> None:
     other = verify_files(pki.server_pem, ca_paths=[pki.other_root_pem], host="localhost")
     assert codes(other.problems) == ["untrusted_root"]

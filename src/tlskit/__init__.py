@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     # contexts and peer policy
     "ClientAuth": "tlskit.net.context",
     "CrlCheck": "tlskit.net.context",
+    "TLSProfile": "tlskit.net.context",
     "server_context": "tlskit.net.context",
     "client_context": "tlskit.net.context",
     "PeerPolicy": "tlskit.net.policy",
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
     from .net.connection import TLSConnection as TLSConnection
     from .net.context import ClientAuth as ClientAuth
     from .net.context import CrlCheck as CrlCheck
+    from .net.context import TLSProfile as TLSProfile
     from .net.context import client_context as client_context
     from .net.context import server_context as server_context
     from .net.explain import tls_error as tls_error

@@ -15,6 +15,7 @@ __all__ = [
     "FrameError",
     "InputError",
     "KeyMismatchError",
+    "NetworkError",
     "PassphraseError",
     "TLSError",
     "TLSVerificationError",
@@ -51,6 +52,23 @@ class KeyMismatchError(InputError):
 
 class ExistingFileError(TlskitError, FileExistsError):
     """An output file exists and overwriting it was not asked for (``force=True`` / ``--force``)."""
+
+
+class NetworkError(TlskitError, OSError):
+    """Listening or connecting failed (a busy port, an unreachable host).  Still an :class:`OSError`.
+
+    ``code`` is a stable identifier (``"address_in_use"``, ``"connection_refused"``, ...); ``errno`` is the
+    operating system's error number, when there is one.
+    """
+
+    def __init__(self, message: str, *, code: str = "network_error", fix: str = "", errno: int | None = None) -> None:
+        TlskitError.__init__(self, message, fix=fix)
+        self.code = code
+        self.errno = errno
+        self.strerror = message
+
+    def __str__(self) -> str:
+        return TlskitError.__str__(self)
 
 
 class FrameError(TlskitError):

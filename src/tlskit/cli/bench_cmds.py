@@ -11,8 +11,8 @@ import click
 
 from .._text import printable
 from ..errors import InputError
-from .common import EXIT_FAILED, PASSPHRASE_ENV, handle_errors, read_passphrase
-from .net_cmds import parse_address
+from .common import EXIT_FAILED, handle_errors, read_passphrase
+from .net_cmds import client_options, parse_address
 
 if TYPE_CHECKING:
     from ..tools.loadgen import BenchReport, BenchSpec, Percentiles, Phase
@@ -77,11 +77,7 @@ def _render(report: BenchReport) -> None:
 
 @click.command("bench")
 @click.argument("address", metavar="HOST:PORT")
-@click.option("--ca", multiple=True, metavar="FILE", help="Trust anchors (repeatable; default: the system store).")
-@click.option("--cert", metavar="FILE", help="Client certificate chain, for mutual TLS.")
-@click.option("--key", metavar="FILE", help=f"Client private key (encrypted: set {PASSPHRASE_ENV}).")
-@click.option("--servername", help="Name to send as SNI and to verify (default: HOST).")
-@click.option("--alpn", multiple=True, help="ALPN protocols to offer (repeatable).")
+@client_options
 @click.option("--insecure", is_flag=True, help="Do not verify the server (as openssl s_time; --ca is then ignored).")
 @click.option("--tls", "version", type=click.Choice(["1.2", "1.3"]), help="Only this protocol version.")
 @click.option("--connections", type=click.IntRange(1), default=1000, show_default=True, help="Connections per phase.")

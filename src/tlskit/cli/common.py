@@ -48,6 +48,7 @@ _FLAGS = {
     "target": "--to",
     "listen": "--listen",
     "client_auth": "--client-auth",
+    "profile": "--profile",
     "pins": "--pin",
     "keylog": "--keylog",
     "verify": "--insecure",

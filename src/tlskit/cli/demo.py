@@ -29,9 +29,10 @@ from rich.text import Text
 from rich.tree import Tree
 
 from .._text import printable
-from ..errors import FrameError, TLSError
+from ..errors import FrameError, NetworkError, TLSError
 from ..net.client import ReconnectingClient, connect
 from ..net.context import ClientAuth, client_context, server_context
+from ..net.explain import network_error
 from ..net.framing import DelimitedFramer, JsonCodec
 from ..net.server import format_peer, start_server
 from ..pki.ca import CertificateAuthority
@@ -304,12 +305,23 @@ async def _tap_scenes(show: _Show, report: DemoReport) -> None:
 # --- running ---------------------------------------------------------------------------------------------
 
 
+async def _check_loopback(port: int) -> None:
+    """One plain TCP connection to the demo's own server: a machine without a working loopback (or out of file
+    descriptors) is said in one line, instead of the reconnecting client retrying until the demo times out."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), TIMEOUT)
+    except OSError as exc:
+        raise network_error(exc, action="connect", host=HOST, port=port) from exc
+    writer.close()
+
+
 async def _network_scenes(directory: Path, show: _Show, report: DemoReport, *, tap: bool) -> None:
     files = _make_pki(directory, show)
     push = _PushServer(show, report)
     context = server_context(cert=files.server[0], key=files.server[1], ca=files.root, client_auth=ClientAuth.REQUIRED)
     server = await start_server(push.handle, HOST, 0, context=context, on_tls_error=push.on_tls_error)
     try:
+        await _check_loopback(server.port)
         async with asyncio.timeout(TIMEOUT * 2):
             await _push_and_reconnect(files, push, server.port, show, report)
             await _refused_client(files, push, server.port, show, report)
@@ -339,6 +351,8 @@ def run_demo(*, console: Console | None = None, tap: bool = True) -> int:
     console.print(Text("tlskit demo: a CA, mutual TLS, JSON messages, a reconnect, a refused client", style="bold"))
     try:
         report = run_scenes(console, tap=tap)
+    except NetworkError:
+        raise  # the machine, not the demo: no loopback to listen on, no descriptors left (one line, exit 2)
     except (TLSError, OSError, ssl.SSLError, TimeoutError) as exc:
         console.print(Text(printable(f"demo failed: {exc or type(exc).__name__}"), style="bold red"))
         return 1

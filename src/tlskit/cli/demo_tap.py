@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.text import Text
 
+from ..net.server import run
 from ..tools.tap import Endpoint, Observation, Sink, TapOptions, start_tap
 from .tap_render import TextRenderer
 
@@ -188,11 +189,11 @@ def tap_scene(*, console: Console | None = None, password: str = DEMO_PASSWORD) 
             console.print()
             console.print(Text(title, style="bold underline"))
 
-    scene = asyncio.run(run_tap_scene(password=password, sink=sink, on_step=step))
+    scene = run(run_tap_scene(password=password, sink=sink, on_step=step))
     if console is not None:
         console.print()
-        for run in (scene.plaintext, scene.tls):
-            style = "bold red" if run.leaked else "bold green"
-            found = "SAW the password" if run.leaked else "did not see the password"
-            console.print(Text(f"{run.transport}: the eavesdropper {found}", style=style))
+        for seen in (scene.plaintext, scene.tls):
+            style = "bold red" if seen.leaked else "bold green"
+            found = "SAW the password" if seen.leaked else "did not see the password"
+            console.print(Text(f"{seen.transport}: the eavesdropper {found}", style=style))
     return scene

@@ -30,11 +30,11 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from ..net.connection import MessageCodec, TLSConnection
-    from ..net.context import ClientAuth
+    from ..net.context import ClientAuth, TLSProfile
     from ..net.policy import PeerCheck, PeerPolicy
     from ..net.revocation import RevocationRefresher
 
-__all__ = ["commands", "connect_cmd", "demo_cmd", "parse_address", "serve_cmd"]
+__all__ = ["client_options", "commands", "connect_cmd", "demo_cmd", "parse_address", "serve_cmd"]
 
 _BRACKETED = re.compile(r"^\[(?P<host>[^\]]+)\]:(?P<port>[^:]*)$")
 
@@ -83,6 +83,7 @@ class ServeOptions:
     key: str
     ca: tuple[str, ...]
     client_auth: ClientAuth
+    profile: TLSProfile
     alpn: tuple[str, ...]
     sni: tuple[tuple[str, str, str], ...]
     peers: PeerOptions
@@ -106,6 +107,7 @@ class ServeOptions:
             passphrase=passphrase,
             ca=list(self.ca) or None,
             client_auth=self.client_auth,
+            profile=self.profile,
             alpn=self.alpn,
             sni={name: (cert, key) for name, cert, key in self.sni} or None,
             keylog=self.keylog,
@@ -276,7 +278,10 @@ async def serve_async(opts: ServeOptions) -> int:
                 await _exec(conn, opts, codec, lambda text: log(f"{peer} {text}"))
             else:
                 await pump_in(conn, opts.framing, codec, write_stdout)
-        except (TLSError, FrameError, ConnectionError) as exc:
+        except TLSError as exc:  # on an established connection: a bad record, a refused renegotiation
+            log(failure(exc, f"{peer} closed"))
+            return
+        except (FrameError, ConnectionError) as exc:
             log(f"{peer} closed: {exc}")
             return
         log(f"{peer} closed")
@@ -395,8 +400,7 @@ async def connect_async(opts: ConnectOptions, context: ssl.SSLContext) -> int:
         conn = await connect(opts.host, opts.port, context=context, policy=opts.policy, server_name=opts.server_name)
     except TLSError as exc:
         raise fail(failure(exc, f"handshake with {where} failed"), code=EXIT_FAILED) from None
-    except OSError as exc:
-        raise fail(f"cannot connect to {where}: {exc.strerror or exc}", code=EXIT_FAILED) from None
+    # A NetworkError (refused, unreachable, unknown host) is the environment, not the peer's answer: exit 2.
     show(conn)
     try:
         await _session(conn, stdin, opts.framing, half_close=True)
@@ -468,6 +472,13 @@ def _run(main: Coroutine[Any, Any, int]) -> None:
     default=None,
     help="Ask for client certificates (default: required with --ca, else none).",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(["intermediate", "modern"]),
+    default="intermediate",
+    show_default=True,
+    help="Mozilla's server configuration: intermediate (TLS 1.2 and 1.3) or modern (TLS 1.3 only).",
+)
 @click.option("--alpn", multiple=True, help="ALPN protocols to accept, in preference order (repeatable).")
 @click.option("--sni", multiple=True, metavar="NAME=CERT,KEY", help="Another certificate for a server name.")
 @_peer_options("clients")
@@ -506,6 +517,7 @@ def serve_cmd(
     key: str,
     ca: tuple[str, ...],
     client_auth: str | None,
+    profile: str,
     alpn: tuple[str, ...],
     sni: tuple[str, ...],
     allow_cn: tuple[str, ...],
@@ -531,7 +543,7 @@ def serve_cmd(
     HOST defaults to 127.0.0.1 (loopback only: say 0.0.0.0 or [::] to accept other machines); PORT 0 picks a free
     port and prints it.  SIGHUP reloads the certificates, SIGTERM shuts down gracefully.
     """
-    from ..net.context import ClientAuth
+    from ..net.context import ClientAuth, TLSProfile
 
     if echo and command:
         raise InputError("--echo and --exec exclude each other", fix="choose one")
@@ -554,6 +566,7 @@ def serve_cmd(
         key=key,
         ca=ca,
         client_auth=auth,
+        profile=TLSProfile(profile),
         alpn=alpn,
         sni=tuple(_parse_sni(entry) for entry in sni),
         peers=PeerOptions(allow_cn=allow_cn, allow_dns=allow_dns, allow_ip=allow_ip, allow_uri=allow_uri, pins=pin),
@@ -574,13 +587,25 @@ def serve_cmd(
     _run(serve_async(opts))
 
 
+def client_options(func: click.decorators.FC) -> click.decorators.FC:
+    """--ca/--cert/--key/--servername/--alpn: what a TLS client trusts, presents and asks for."""
+    options = [
+        click.option(
+            "--ca", multiple=True, metavar="FILE", help="Trust anchors (repeatable; default: the system store)."
+        ),
+        click.option("--cert", metavar="FILE", help="Client certificate chain, for mutual TLS."),
+        click.option("--key", metavar="FILE", help=f"Client private key (encrypted: set {PASSPHRASE_ENV})."),
+        click.option("--servername", help="Name to send as SNI and to verify (default: HOST)."),
+        click.option("--alpn", multiple=True, help="ALPN protocols to offer (repeatable)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.command("connect")
 @click.argument("address", metavar="HOST:PORT")
-@click.option("--ca", multiple=True, metavar="FILE", help="Trust anchors (repeatable; default: the system store).")
-@click.option("--cert", metavar="FILE", help="Client certificate chain, for mutual TLS.")
-@click.option("--key", metavar="FILE", help=f"Client private key (encrypted: set {PASSPHRASE_ENV}).")
-@click.option("--servername", help="Name to send as SNI and to verify (default: HOST).")
-@click.option("--alpn", multiple=True, help="ALPN protocols to offer (repeatable).")
+@client_options
 @click.option("--insecure", is_flag=True, help="Do not verify the server (still report what verification says).")
 @_peer_options("servers")
 @_keylog_option

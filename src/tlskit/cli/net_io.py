@@ -9,6 +9,7 @@ peers (subjects, SNI, ALPN, errors): those values are printed with control chara
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -146,9 +147,17 @@ def _subject(cert: x509.Certificate | None) -> str:
 
 
 def describe(conn: TLSConnection) -> str:
-    """One line: authorization, protocol, cipher, SNI, ALPN, resumption."""
+    """One line: authorization, protocol, cipher, SNI, ALPN, resumption.
+
+    A server that asked for no certificate (or made it optional and got none) says so: its client was not
+    refused anything, so it is not "not authorized".
+    """
+    from ..net.context import ClientAuth
+
     if conn.authorized:
         who = f"authorized ({_subject(conn.peer_certificate)})"
+    elif conn.client_auth is ClientAuth.NONE or (conn.client_auth is not None and conn.peer_certificate is None):
+        who = f"anonymous client ({printable(str(conn.authorization_error))})"
     else:
         who = f"not authorized ({printable(str(conn.authorization_error))})"
     cipher = conn.cipher.standard_name if conn.cipher else "-"
@@ -236,7 +245,10 @@ class StdinReader:
                 data = os.read(fd, CHUNK)
             except OSError:
                 data = b""
-            asyncio.run_coroutine_threadsafe(self._queue.put(data), self._loop).result()
+            try:
+                asyncio.run_coroutine_threadsafe(self._queue.put(data), self._loop).result()
+            except (RuntimeError, concurrent.futures.CancelledError):  # the loop is closed: the command ended
+                return
             if not data:
                 return
 

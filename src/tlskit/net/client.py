@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import InputError, TLSError
 from .connection import TLSConnection
 from .context import client_context
+from .explain import network_error
 from .policy import PeerPolicy, validate_policy
 
 __all__ = ["Jitter", "ReconnectingClient", "connect"]
@@ -52,15 +53,18 @@ async def connect(
     verification on or off; a refused server is closed before any application byte is sent.
 
     Raises :class:`~tlskit.errors.TLSVerificationError` if the server's certificate does not verify or the
-    policy refuses the server, :class:`~tlskit.errors.TLSError` for other TLS failures and ``OSError`` if no
-    TCP connection can be made.
+    policy refuses the server, :class:`~tlskit.errors.TLSError` for other TLS failures and
+    :class:`~tlskit.errors.NetworkError` (an ``OSError``) if no TCP connection can be made.
     """
     ctx, policy = _client_setup(context, policy)
     conn = TLSConnection(ctx, server_side=False, server_hostname=server_name or host, session=session, policy=policy)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(handshake_timeout):
-            await loop.create_connection(lambda: conn, host, port)
+            try:
+                await loop.create_connection(lambda: conn, host, port)
+            except OSError as exc:  # refused, unreachable, unknown host: words, not errno
+                raise network_error(exc, action="connect", host=host, port=port) from exc
             await conn.wait_handshake()
     except TimeoutError as exc:
         conn.abort()

@@ -26,9 +26,10 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 
 from ..errors import TLSError
-from .context import ClientAuth
+from ..pki.problems import Purpose, handshake_eof
+from .context import ClientAuth, client_certificate_loaded
 from .engine import RECORD, EngineState, TLSEngine
-from .explain import explain_unverified, refusal_error, tls_error
+from .explain import explain_unverified, problem_error, refusal_error, tls_error
 from .peerinfo import client_authorization_error
 from .policy import PeerPolicy, judge
 from .tlsinfo import chain_der, peer_chain
@@ -99,6 +100,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
     READ_LOW_WATER = 32 * 1024
 
     __slots__ = (
+        "_answered",
         "_auth_error",
         "_authorized",
         "_buffered",
@@ -150,6 +152,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         self._buffered = 0
         self._read_paused = False
         self._write_paused = False
+        self._answered = False  # a handshake flight was sent (a server: its answer to the ClientHello)
         self._pending: list[bytes] | None = None
         self._pending_size = 0
         self._read_waiter: asyncio.Future[None] | None = None
@@ -203,6 +206,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         transport = self._transport
         if out.pending and transport is not None:
             transport.write(out.read())
+            self._answered = True
         if handshaking and self._state is not _HANDSHAKING and not self._on_handshake():
             return  # the peer was refused: what it sent along is dropped unread
         sink = self._sink
@@ -220,7 +224,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool:
         if self._state is _HANDSHAKING:
-            self._fail(TLSError("the peer closed the connection during the handshake", code="eof"))
+            self._fail(self._eof_error())
             return False
         had_eof, self._eof = self._eof, True
         self._wake_reader()
@@ -231,7 +235,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._state is _HANDSHAKING and self._error is None:
-            self._fail(exc or TLSError("the peer closed the connection during the handshake", code="eof"))
+            self._fail(exc or self._eof_error())
         self.mark_closed()
         self._lost = True
         self._eof = True
@@ -246,6 +250,10 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
             self._sink.tls_lost(self._error)
         if self._listener is not None:
             self._listener.tls_connection_lost(self)
+
+    def _eof_error(self) -> TLSError:
+        peer = Purpose.CLIENT if self.server_side else Purpose.SERVER
+        return problem_error(handshake_eof(peer, received_any=self.received_any, answered=self._answered))
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -341,6 +349,7 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
             server_side=bool(sslobj.server_side),
             host=self.server_name,
             chain=peer_chain(sslobj) if isinstance(exc, ssl.SSLError) else (),
+            sent_cert=None if self.server_side else client_certificate_loaded(self._base_context),
         )
         if error is not exc:
             error.__cause__ = exc

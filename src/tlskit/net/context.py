@@ -17,6 +17,7 @@ import enum
 import os
 import ssl
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
@@ -36,6 +37,8 @@ __all__ = [
     "ClientAuth",
     "CrlCheck",
     "KeyLogWarning",
+    "TLSProfile",
+    "client_certificate_loaded",
     "client_context",
     "server_context",
     "tls_version_from_str",
@@ -55,13 +58,37 @@ _T = TypeVar("_T")
 # Mozilla "intermediate" (server-side TLS guidelines, v5.7) TLS 1.2 suites: forward-secret ECDHE key exchange
 # with AEAD ciphers only.  The DHE-RSA suites of that list are left out: they need custom DH parameters, which
 # the ssl module does not set up by default, and every client that speaks TLS 1.2 also speaks ECDHE.
-# TLS 1.3 suites are not configurable here; OpenSSL's defaults (AES-GCM, ChaCha20-Poly1305) are all AEAD.
+# TLS 1.3 suites are not configurable through the ssl module; OpenSSL's defaults are exactly Mozilla's three
+# (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305), all AEAD.
 INTERMEDIATE_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
-# Mozilla "intermediate" key-exchange groups, in preference order.
+# Mozilla's key-exchange groups (the same for "modern" and "intermediate"), in preference order.
 DEFAULT_GROUPS = "X25519:P-256:P-384"
+
+# OpenSSL's SSL_OP_PRIORITIZE_CHACHA (ssl.h, 1.1.1 and later), which the ssl module does not name: with the
+# server's order in force, a client that puts ChaCha20-Poly1305 first (one without AES hardware) still gets it.
+_OP_PRIORITIZE_CHACHA = 1 << 21
+
+
+class TLSProfile(enum.Enum):
+    """A server configuration from Mozilla's server-side TLS guidelines (v5.7).
+
+    - ``INTERMEDIATE`` (the default): TLS 1.2 and 1.3, ECDHE with AEAD suites only; every client of the last
+      ten years (Firefox 27, Chrome 31, Android 4.4.2, Java 8u31, OpenSSL 1.0.1, Safari 9).
+    - ``MODERN``: TLS 1.3 only, for services whose clients all speak it (Firefox 63, Chrome 70, Android 10,
+      Java 11, OpenSSL 1.1.1, Safari 12.1).  Mozilla also asks for an ECDSA certificate (P-256 or P-384,
+      tlskit's default key type) valid for at most 90 days (``tlskit ca issue --days 90``).
+    """
+
+    MODERN = "modern"
+    INTERMEDIATE = "intermediate"
+
+    @property
+    def min_version(self) -> ssl.TLSVersion:
+        """The lowest TLS version the profile allows."""
+        return ssl.TLSVersion.TLSv1_3 if self is TLSProfile.MODERN else ssl.TLSVersion.TLSv1_2
 
 
 def parse_choice(cls: type[_E], value: str | _E, what: str) -> _E:
@@ -135,20 +162,32 @@ def tls_version_from_str(value: Version) -> ssl.TLSVersion:
 # --- secure defaults ---------------------------------------------------------------------------------------
 
 
-def _apply_secure_defaults(ctx: ssl.SSLContext) -> None:
-    """Every security default of tlskit, in one place, each with its reason."""
-    # TLS 1.0/1.1 are deprecated (RFC 8996): weak MAC constructions and CBC-only suites.
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+def _apply_secure_defaults(ctx: ssl.SSLContext, *, profile: TLSProfile = TLSProfile.INTERMEDIATE) -> None:
+    """Every security default of tlskit, in one place, each with its reason.
+
+    ``profile`` is Mozilla's configuration for servers (clients always get ``INTERMEDIATE``: a client cannot
+    choose its servers' versions, and everything it accepts is still forward-secret AEAD).
+    """
+    server = ctx.protocol == ssl.PROTOCOL_TLS_SERVER
+    # TLS 1.0/1.1 are deprecated (RFC 8996): weak MAC constructions and CBC-only suites.  The modern profile
+    # drops TLS 1.2 too: TLS 1.3 alone has no negotiable weak parts (no RSA key exchange, no renegotiation,
+    # a signed transcript that stops downgrades).
+    ctx.minimum_version = profile.min_version
     # Only forward-secret AEAD suites (no RSA key exchange, no CBC with its padding-oracle history).
     ctx.set_ciphers(INTERMEDIATE_CIPHERS)
-    # X25519, P-256, P-384 only: well-analysed, fast, universally supported (Mozilla intermediate).
+    # X25519, P-256, P-384 only: well-analysed, fast, universally supported (Mozilla, both profiles).
     set_groups(ctx, DEFAULT_GROUPS)
     # TLS compression leaks plaintext through ciphertext length (CRIME).
     ctx.options |= ssl.OP_NO_COMPRESSION
-    # Renegotiation is a DoS lever and the root of past injection attacks; TLS 1.3 removed it altogether.
+    # Renegotiation is a DoS lever and the root of past injection attacks; TLS 1.3 removed it altogether.  A
+    # client's attempt is refused with a no_renegotiation alert and ends its connection.
     ctx.options |= ssl.OP_NO_RENEGOTIATION
-    # With only strong suites left, let the client choose (Mozilla): it knows whether it has AES hardware.
-    ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    if server:
+        # The server's order decides (AES-GCM before ChaCha20, 128-bit before 256-bit, ECDSA before RSA), so a
+        # client's odd preferences never pick the weaker of two offered suites, and scanners (testssl.sh rates a
+        # missing order HIGH) see one configured order.  Mozilla's v5 guidelines let the client choose, for the
+        # one case PRIORITIZE_CHACHA keeps: a client without AES hardware that lists ChaCha20 first gets it.
+        ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE | _OP_PRIORITIZE_CHACHA
     # Session tickets on: resumption saves a full handshake per reconnect, and contexts built before forking
     # share their ticket key so workers can resume each other's sessions.
     ctx.options &= ~ssl.OP_NO_TICKET
@@ -187,27 +226,40 @@ class _ProtocolSpec:
     max_version: ssl.TLSVersion | None
     ciphers: str | None
     alpn: tuple[str, ...]
+    profile: TLSProfile = TLSProfile.INTERMEDIATE
 
     @classmethod
     def parse(
-        cls, *, min_version: Version, max_version: Version | None, ciphers: str | None, alpn: Iterable[str]
+        cls,
+        *,
+        min_version: Version | None,
+        max_version: Version | None,
+        ciphers: str | None,
+        alpn: Iterable[str],
+        profile: TLSProfile | str = TLSProfile.INTERMEDIATE,
     ) -> _ProtocolSpec:
-        low = tls_version_from_str(min_version)
+        profile = parse_choice(TLSProfile, profile, "TLS profile")
+        low = profile.min_version if min_version is None else tls_version_from_str(min_version)
+        if low < profile.min_version:
+            raise InputError(
+                f"min_version {min_version} is below what profile={profile.value} allows (TLS 1.3 only)",
+                fix="leave min_version out, or use profile=intermediate for TLS 1.2 clients",
+            )
         high = None if max_version is None else tls_version_from_str(max_version)
         if high is not None and high < low:
-            raise InputError(f"max_version {max_version} is below min_version {min_version}", fix="raise max_version")
+            raise InputError(f"max_version {max_version} is below min_version {low.name}", fix="raise max_version")
         protocols = (alpn,) if isinstance(alpn, str) else tuple(alpn)
         for p in protocols:
             if not p or len(p.encode()) > 255:
                 raise InputError(f"invalid ALPN protocol {p!r}", fix="use names of 1 to 255 bytes, e.g. h2, http/1.1")
-        spec = cls(low, high, ciphers, protocols)
+        spec = cls(low, high, ciphers, protocols, profile)
         spec.new_context(ssl.PROTOCOL_TLS_CLIENT)  # a throwaway context validates the cipher list now
         return spec
 
     def new_context(self, protocol: int) -> ssl.SSLContext:
         """A context with the secure defaults, then these settings."""
         ctx = ssl.SSLContext(protocol)
-        _apply_secure_defaults(ctx)
+        _apply_secure_defaults(ctx, profile=self.profile)
         ctx.minimum_version = self.min_version
         if self.max_version is not None:
             ctx.maximum_version = self.max_version
@@ -351,8 +403,9 @@ def server_context(
     ca: CaSource | None = None,
     system_trust: bool = False,
     client_auth: ClientAuth | str = ClientAuth.NONE,
+    profile: TLSProfile | str = TLSProfile.INTERMEDIATE,
     alpn: Iterable[str] = (),
-    min_version: Version = ssl.TLSVersion.TLSv1_2,
+    min_version: Version | None = None,
     max_version: Version | None = None,
     ciphers: str | None = None,
     crls: CrlSource | Iterable[CrlSource] = (),
@@ -362,6 +415,9 @@ def server_context(
 ) -> ssl.SSLContext:
     """Build a server context.
 
+    ``profile`` is one of Mozilla's server configurations (:class:`TLSProfile`): ``intermediate`` (TLS 1.2 and
+    1.3, the default) or ``modern`` (TLS 1.3 only); ``min_version`` (default: the profile's) may raise it.
+
     ``cert`` is the chain (leaf first; a path, PEM bytes or certificates) and ``key`` its private key.
     ``ca`` and ``system_trust`` are the anchors for client certificates, asked for per ``client_auth``.
     ``sni`` maps server names (``*.x`` wildcards allowed) to ``(cert, key[, passphrase])``; clients asking for
@@ -370,7 +426,9 @@ def server_context(
     verifies (allow-lists, pins) is a :class:`~tlskit.net.policy.PeerPolicy` given to ``start_server``.
     """
     auth = ClientAuth.parse(client_auth)
-    spec = _ProtocolSpec.parse(min_version=min_version, max_version=max_version, ciphers=ciphers, alpn=alpn)
+    spec = _ProtocolSpec.parse(
+        min_version=min_version, max_version=max_version, ciphers=ciphers, alpn=alpn, profile=profile
+    )
     anchors = _load_anchors(ca)
     if auth is not ClientAuth.NONE and not anchors and not system_trust:
         raise InputError(
@@ -410,6 +468,17 @@ def server_context(
     return ctx
 
 
+# Client contexts built here -> whether they carry a client certificate.  The ssl module cannot tell (there is
+# no getter for a loaded certificate), and explanations need it: a client that sent no certificate must never
+# be told its certificate was rejected.  A registry, not an attribute: the context stays a plain SSLContext.
+_CLIENT_IDENTITY: weakref.WeakKeyDictionary[ssl.SSLContext, bool] = weakref.WeakKeyDictionary()
+
+
+def client_certificate_loaded(ctx: ssl.SSLContext) -> bool | None:
+    """Whether ``ctx`` (built by :func:`client_context`) has a client certificate; None for other contexts."""
+    return _CLIENT_IDENTITY.get(ctx)
+
+
 def client_context(
     *,
     ca: CaSource | None = None,
@@ -420,7 +489,7 @@ def client_context(
     alpn: Iterable[str] = (),
     verify: bool = True,
     check_hostname: bool = True,
-    min_version: Version = ssl.TLSVersion.TLSv1_2,
+    min_version: Version | None = None,
     max_version: Version | None = None,
     ciphers: str | None = None,
     crls: CrlSource | Iterable[CrlSource] = (),
@@ -465,4 +534,5 @@ def client_context(
         )
     if keylog is not None:
         _set_keylog(ctx, keylog)
+    _CLIENT_IDENTITY[ctx] = identity is not None
     return ctx

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 from cryptography import x509
 
-from ..errors import TLSError, TlskitError, TLSVerificationError
-from ..pki.problems import Code, Problem, Purpose, explain_ssl_error
+from ..errors import NetworkError, TLSError, TlskitError, TLSVerificationError
+from ..pki.problems import Code, Problem, Purpose, explain_os_error, explain_ssl_error
 from ..pki.verify import verify_chain
 
-__all__ = ["explain_unverified", "refusal_error", "tls_error"]
+__all__ = ["explain_unverified", "network_error", "problem_error", "refusal_error", "tls_error"]
 
 
 # --- plain-language errors ---------------------------------------------------------------------------------
@@ -51,8 +51,9 @@ def tls_error(
     The wording comes from :func:`tlskit.pki.problems.explain_ssl_error`, told who the peer is
     (``server_side``: we are the server, so the peer is a client), the name the client asked for (``host``),
     the peer's certificates as sent (``chain``) and, for a client, whether it sent a certificate
-    (``sent_cert``).  ``exc`` may be another library's error (httpx, websockets, paho-mqtt): the ``ssl`` or
-    socket error it wraps is explained.  The caller keeps ``exc`` as the cause (``raise tls_error(exc) from exc``).
+    (``sent_cert``; None: unknown).  ``exc`` may be another library's error (httpx, websockets, paho-mqtt): the
+    ``ssl`` or socket error it wraps is explained.  The caller keeps ``exc`` as the cause
+    (``raise tls_error(exc) from exc``).
     """
     if isinstance(exc, TLSError):
         return exc
@@ -60,7 +61,12 @@ def tls_error(
     if isinstance(exc, TLSError):
         return exc
     problem = explain_ssl_error(
-        exc, host=host, peer=Purpose.CLIENT if server_side else Purpose.SERVER, chain=chain, sent_cert=sent_cert
+        exc,
+        host=host,
+        peer=Purpose.CLIENT if server_side else Purpose.SERVER,
+        chain=chain,
+        sent_cert=None if server_side else sent_cert,
+        after_handshake=during != "handshake",
     )
     message = problem.message
     if during != "handshake" and problem.code == Code.UNKNOWN:
@@ -71,6 +77,36 @@ def tls_error(
         err.verify_code = exc.verify_code or 0
         return err
     return TLSError(message, code=str(problem.code), fix=problem.fix)
+
+
+def network_error(exc: OSError, *, action: str, host: str | None, port: int) -> NetworkError:
+    """A socket error from listening (``action="listen"``) or connecting (``"connect"``) as a
+    :class:`NetworkError` in words: the one translation every listener and client of tlskit uses (servers,
+    clients, tap, probe, demo, the tunnel).  The caller keeps ``exc`` as the cause (``raise ... from exc``).
+    """
+    if isinstance(exc, NetworkError):
+        return exc
+    problem = explain_os_error(exc, action=action, host=host or "*", port=port)
+    kind = _network_error_type(type(exc))
+    return kind(problem.message, code=str(problem.code), fix=problem.fix, errno=exc.errno)
+
+
+_NETWORK_ERROR_TYPES: dict[type[OSError], type[NetworkError]] = {OSError: NetworkError}
+
+
+def _network_error_type(kind: type[OSError]) -> type[NetworkError]:
+    """NetworkError that is also ``kind`` (``ConnectionRefusedError``, ``socket.gaierror``, ...), so code that
+    catches the specific OSError keeps working."""
+    found = _NETWORK_ERROR_TYPES.get(kind)
+    if found is None:
+        found = type("NetworkError", (NetworkError, kind), {"__module__": NetworkError.__module__})
+        _NETWORK_ERROR_TYPES[kind] = found
+    return found
+
+
+def problem_error(problem: Problem) -> TLSError:
+    """A :class:`TLSError` carrying ``problem`` (for failures found outside OpenSSL: timeouts, early EOF)."""
+    return TLSError(problem.message, code=str(problem.code), fix=problem.fix)
 
 
 def refusal_error(problem: Problem, *, server_side: bool) -> TLSError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -21,12 +22,23 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
 from ..errors import FrameError, InputError, TLSError
+from ..pki.problems import handshake_timeout
 from .connection import TLSConnection
 from .engine import EngineState, install_sni_capture
+from .explain import network_error, problem_error
 from .policy import PeerPolicy, validate_policy
 from .workers import WorkerPool
 
-__all__ = ["Handler", "Server", "TLSErrorHook", "format_peer", "loop_factory", "run", "start_server"]
+__all__ = [
+    "EVENT_LOOP_ENV",
+    "Handler",
+    "Server",
+    "TLSErrorHook",
+    "format_peer",
+    "loop_factory",
+    "run",
+    "start_server",
+]
 
 log = logging.getLogger("tlskit.server")
 
@@ -43,8 +55,20 @@ def format_peer(address: Any) -> str:
     return str(address)
 
 
+EVENT_LOOP_ENV = "TLSKIT_EVENT_LOOP"
+"""``asyncio`` or ``uvloop``: the event loop :func:`loop_factory` picks when not told (the CLI's loop)."""
+
+
 def loop_factory(*, use_uvloop: bool | None = None) -> Callable[[], asyncio.AbstractEventLoop]:
-    """An event loop factory: uvloop's (a dependency on Linux and macOS) unless ``use_uvloop=False``."""
+    """An event loop factory: uvloop's (a dependency on Linux and macOS) unless ``use_uvloop=False``.
+
+    Without ``use_uvloop``, ``TLSKIT_EVENT_LOOP=asyncio`` (or ``uvloop``) in the environment decides.
+    """
+    if use_uvloop is None:
+        chosen = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
+        if chosen not in ("", "asyncio", "uvloop"):
+            raise InputError(f"{EVENT_LOOP_ENV}={chosen!r} is not an event loop", fix="set it to asyncio or uvloop")
+        use_uvloop = {"asyncio": False, "uvloop": True}.get(chosen)
     if use_uvloop is not False:
         try:
             import uvloop
@@ -161,9 +185,12 @@ class Server:
 
     async def _listen(self, host: str | None, port: int, *, backlog: int, reuse_port: bool) -> None:
         install_sni_capture(self._context)
-        self._server = await self._loop.create_server(
-            self._make_connection, host, port, backlog=backlog, reuse_port=reuse_port or None
-        )
+        try:
+            self._server = await self._loop.create_server(
+                self._make_connection, host, port, backlog=backlog, reuse_port=reuse_port or None
+            )
+        except OSError as exc:  # a busy or privileged port, an address not of this machine: words, not errno
+            raise network_error(exc, action="listen", host=host, port=port) from exc
         self._addresses = [s.getsockname() for s in self._server.sockets]
         if self._idle_timeout:
             self._schedule_idle_sweep()
@@ -273,8 +300,8 @@ class Server:
             expired.append(conn)
         for conn in expired:
             del self._handshaking[conn]
-            what = "handshake not completed" if conn.received_any else "no ClientHello received"
-            self._report(TLSError(f"{what} within {self._handshake_timeout:g} s", code="handshake_timeout"), conn)
+            problem = handshake_timeout(self._handshake_timeout, received_any=conn.received_any)
+            self._report(problem_error(problem), conn)
             conn.abort()
         if self._handshaking:
             self._schedule_handshake_sweep()

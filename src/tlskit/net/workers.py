@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 from ..errors import InputError
+from .explain import network_error
 
 __all__ = ["WorkerListener", "WorkerPool", "WorkerStart"]
 
@@ -291,7 +292,10 @@ def _describe(code: int) -> str:
 
 async def _placeholders(loop: asyncio.AbstractEventLoop, host: str | None, port: int) -> list[socket.socket]:
     """Bound, non-listening SO_REUSEPORT sockets holding the port for every address of ``host``."""
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise network_error(exc, action="listen", host=host, port=port) from exc
     sockets: list[socket.socket] = []
     seen: set[tuple[int, Any]] = set()
     try:
@@ -312,5 +316,5 @@ async def _placeholders(loop: asyncio.AbstractEventLoop, host: str | None, port:
     except OSError as exc:
         for s in sockets:
             s.close()
-        raise InputError(f"cannot listen on {host or '*'}:{port}: {exc.strerror}", fix="pick another port") from exc
+        raise network_error(exc, action="listen", host=host, port=port) from exc
     return sockets

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -249,6 +249,10 @@ def check_csr_signature(csr: x509.CertificateSigningRequest, *, source: str = "C
     """Refuse a CSR whose self-signature does not verify (it was altered, or is not proof of key possession)."""
     try:
         valid = csr.is_signature_valid
+    except UnsupportedAlgorithm as exc:  # a key of a kind (or curve) cryptography cannot check
+        raise InputError(
+            f"{source}: the CSR's key is of an unsupported kind ({exc})", fix="use an RSA, EC or Ed25519 key"
+        ) from exc
     except (ValueError, InvalidSignature) as exc:
         valid = False
         cause: Exception | None = exc

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from .._fileio import read_bytes
@@ -71,13 +72,15 @@ def detect_kind(data: bytes) -> PemKind:
     ):
         try:
             parse(data)
+        except x509.InvalidVersion:
+            return kind  # the right structure with a version no standard defines: malformed, but of this kind
         except ValueError:
             continue
         return kind
     try:
         serialization.load_der_private_key(data, password=None)
-    except TypeError:
-        return PemKind.PRIVATE_KEY  # encrypted
+    except (TypeError, UnsupportedAlgorithm):
+        return PemKind.PRIVATE_KEY  # encrypted, or a key of a kind (curve) cryptography does not support
     except ValueError:
         pass
     else:
@@ -87,6 +90,8 @@ def detect_kind(data: bytes) -> PemKind:
             from cryptography.hazmat.primitives.serialization import pkcs12
 
             pkcs12.load_pkcs12(data, None)
+        except UnsupportedAlgorithm:
+            return PemKind.PKCS12  # a legacy bundle (RC2-40 and the like)
         except ValueError as exc:
             if "password" in str(exc).lower() or "mac" in str(exc).lower():
                 return PemKind.PKCS12
@@ -135,7 +140,7 @@ def _parse_one(data: bytes, source: str, kind: PemKind, pem: Callable[[bytes], T
         raise _wrong_kind(source, kind, found)
     try:
         return pem(data) if b"-----BEGIN" in data else der(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise InputError(f"{source}: malformed {kind} ({exc})", fix="check the file") from exc
 
 

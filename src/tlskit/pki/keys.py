@@ -135,11 +135,15 @@ def parse_private_key(data: bytes, *, passphrase: bytes | None = None, source: s
         key = loader(data, password=passphrase)
     except TypeError as exc:
         # cryptography: "Password was not given but private key is encrypted" / "... not encrypted"
-        if passphrase is None:
-            raise PassphraseError(
-                f"{source}: the private key is encrypted", fix="give its passphrase (passphrase=)"
-            ) from exc
-        key = loader(data, password=None)  # a passphrase for an unencrypted key is harmless
+        locked = PassphraseError(f"{source}: the private key is encrypted", fix="give its passphrase (passphrase=)")
+        if not passphrase:  # None, or b"" (which cryptography takes for no passphrase)
+            raise locked from exc
+        try:
+            key = loader(data, password=None)  # a passphrase for an unencrypted key is harmless
+        except TypeError:
+            raise locked from exc
+        except Exception as again:  # ValueError, UnsupportedAlgorithm: the key itself is unreadable
+            raise InputError(f"{source}: not a readable private key", fix="check the key file") from again
     except ValueError as exc:
         # PEM says so in its header ("ENCRYPTED PRIVATE KEY" or Proc-Type); DER must be probed.
         encrypted = b"ENCRYPTED" in data if is_pem else passphrase is not None and _der_is_encrypted(data)

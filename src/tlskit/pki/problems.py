@@ -14,7 +14,10 @@ says "turn verification off".  This module is the one place where failures becom
 from __future__ import annotations
 
 import enum
+import errno
+import os
 import re
+import socket
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,9 +33,12 @@ __all__ = [
     "Problem",
     "Purpose",
     "dn",
+    "explain_os_error",
     "explain_rejection",
     "explain_ssl_error",
     "ext",
+    "handshake_eof",
+    "handshake_timeout",
     "label",
     "names_of",
     "unique",
@@ -81,10 +87,27 @@ class Code(enum.StrEnum):
     WRONG_PURPOSE = "wrong_purpose"
     PROTOCOL_TOO_OLD = "protocol_too_old"
     NOT_TLS = "not_tls"
+    PLAINTEXT_HTTP = "plaintext_http"
+    MALFORMED_HANDSHAKE = "malformed_handshake"
+    OVERSIZED_MESSAGE = "oversized_message"
+    TRUNCATED_HANDSHAKE = "truncated_handshake"
+    PROTOCOL_VIOLATION = "protocol_violation"
+    BAD_RECORD_MAC = "bad_record_mac"
+    RENEGOTIATION_REFUSED = "renegotiation_refused"
+    NO_SHARED_GROUP = "no_shared_group"
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
     NO_SHARED_CIPHER = "no_shared_cipher"
     UNRECOGNIZED_NAME = "unrecognized_name"
     CONNECTION_CLOSED = "connection_closed"
     TIMEOUT = "timeout"
+    ADDRESS_IN_USE = "address_in_use"
+    PRIVILEGED_PORT = "privileged_port"
+    ADDRESS_NOT_AVAILABLE = "address_not_available"
+    CONNECTION_REFUSED = "connection_refused"
+    HOST_UNREACHABLE = "host_unreachable"
+    NAME_NOT_RESOLVED = "name_not_resolved"
+    TOO_MANY_FILES = "too_many_files"
+    NETWORK_ERROR = "network_error"
     CA_CONSTRAINTS = "ca_constraints"
     PATH_LENGTH_EXCEEDED = "path_length_exceeded"
     NAME_CONSTRAINTS = "name_constraints"
@@ -237,10 +260,55 @@ _REASONS: dict[str, Code] = {
     "NO_PROTOCOLS_AVAILABLE": Code.PROTOCOL_TOO_OLD,
     "VERSION_TOO_LOW": Code.PROTOCOL_TOO_OLD,
     "WRONG_VERSION_NUMBER": Code.NOT_TLS,
-    "HTTP_REQUEST": Code.NOT_TLS,
-    "HTTPS_PROXY_REQUEST": Code.NOT_TLS,
-    "PACKET_LENGTH_TOO_LONG": Code.NOT_TLS,
+    "UNKNOWN_PROTOCOL": Code.PROTOCOL_TOO_OLD,  # an SSL 2.0-style ClientHello
+    "HTTP_REQUEST": Code.PLAINTEXT_HTTP,
+    "HTTPS_PROXY_REQUEST": Code.PLAINTEXT_HTTP,
     "RECORD_LAYER_FAILURE": Code.NOT_TLS,
+    "PACKET_LENGTH_TOO_LONG": Code.OVERSIZED_MESSAGE,
+    "EXCESSIVE_MESSAGE_SIZE": Code.OVERSIZED_MESSAGE,
+    "ENCRYPTED_LENGTH_TOO_LONG": Code.OVERSIZED_MESSAGE,
+    "DATA_LENGTH_TOO_LONG": Code.OVERSIZED_MESSAGE,
+    "RECORD_TOO_LARGE": Code.OVERSIZED_MESSAGE,
+    "TLSV1_ALERT_RECORD_OVERFLOW": Code.OVERSIZED_MESSAGE,
+    "LENGTH_MISMATCH": Code.MALFORMED_HANDSHAKE,
+    "LENGTH_TOO_SHORT": Code.MALFORMED_HANDSHAKE,
+    "BAD_LENGTH": Code.MALFORMED_HANDSHAKE,
+    "BAD_PACKET_LENGTH": Code.MALFORMED_HANDSHAKE,
+    "BAD_PACKET": Code.MALFORMED_HANDSHAKE,
+    "BAD_EXTENSION": Code.MALFORMED_HANDSHAKE,
+    "BAD_KEY_SHARE": Code.MALFORMED_HANDSHAKE,
+    "BAD_LEGACY_VERSION": Code.MALFORMED_HANDSHAKE,
+    "BAD_ECPOINT": Code.MALFORMED_HANDSHAKE,
+    "BAD_PSK": Code.MALFORMED_HANDSHAKE,
+    "BAD_PSK_IDENTITY": Code.MALFORMED_HANDSHAKE,
+    "BAD_DATA": Code.MALFORMED_HANDSHAKE,
+    "BAD_HANDSHAKE_LENGTH": Code.MALFORMED_HANDSHAKE,
+    "BAD_SIGNATURE": Code.MALFORMED_HANDSHAKE,
+    "PARSE_TLSEXT": Code.MALFORMED_HANDSHAKE,
+    "CLIENTHELLO_TLSEXT": Code.MALFORMED_HANDSHAKE,
+    "DUPLICATE_EXTENSION": Code.MALFORMED_HANDSHAKE,
+    "NO_COMPRESSION_SPECIFIED": Code.MALFORMED_HANDSHAKE,
+    "MISSING_SIGALGS_EXTENSION": Code.MALFORMED_HANDSHAKE,
+    "UNEXPECTED_MESSAGE": Code.PROTOCOL_VIOLATION,
+    "UNEXPECTED_RECORD": Code.PROTOCOL_VIOLATION,
+    "UNEXPECTED_CCS_MESSAGE": Code.PROTOCOL_VIOLATION,
+    "CCS_RECEIVED_EARLY": Code.PROTOCOL_VIOLATION,
+    "TOO_MANY_WARN_ALERTS": Code.PROTOCOL_VIOLATION,
+    "SSLV3_ALERT_UNEXPECTED_MESSAGE": Code.PROTOCOL_VIOLATION,
+    "SSLV3_ALERT_ILLEGAL_PARAMETER": Code.PROTOCOL_VIOLATION,
+    "TLSV1_ALERT_DECODE_ERROR": Code.PROTOCOL_VIOLATION,
+    "TLSV1_ALERT_INTERNAL_ERROR": Code.PROTOCOL_VIOLATION,
+    "TLSV1_ALERT_MISSING_EXTENSION": Code.PROTOCOL_VIOLATION,
+    "TLSV1_ALERT_UNSUPPORTED_EXTENSION": Code.PROTOCOL_VIOLATION,
+    "DECRYPTION_FAILED_OR_BAD_RECORD_MAC": Code.BAD_RECORD_MAC,
+    "BAD_RECORD_MAC": Code.BAD_RECORD_MAC,
+    "BAD_DECRYPT": Code.BAD_RECORD_MAC,
+    "SSLV3_ALERT_BAD_RECORD_MAC": Code.BAD_RECORD_MAC,
+    "NO_RENEGOTIATION": Code.RENEGOTIATION_REFUSED,
+    "TLSV1_ALERT_NO_RENEGOTIATION": Code.RENEGOTIATION_REFUSED,
+    "NO_SUITABLE_KEY_SHARE": Code.NO_SHARED_GROUP,
+    "NO_SUITABLE_GROUPS": Code.NO_SHARED_GROUP,
+    "WRONG_CURVE": Code.NO_SHARED_GROUP,
     "NO_SHARED_CIPHER": Code.NO_SHARED_CIPHER,
     "NO_CIPHERS_AVAILABLE": Code.NO_SHARED_CIPHER,
     "NO_SUITABLE_SIGNATURE_ALGORITHM": Code.NO_SHARED_CIPHER,
@@ -273,6 +341,36 @@ _REASON_TEXT: dict[Code, tuple[str, str]] = {
     Code.NOT_TLS: (
         "the peer does not speak TLS on this port (a plaintext service, e.g. HTTP?)",
         "check the port, or use a plaintext client for a plaintext service",
+    ),
+    Code.PLAINTEXT_HTTP: (
+        "the client spoke plain HTTP to a TLS port",
+        "use https:// (the client sent an unencrypted HTTP request)",
+    ),
+    Code.MALFORMED_HANDSHAKE: (
+        "the {peer} sent a malformed TLS handshake message ({reason}): its length fields or extensions do not add up",
+        "nothing to change here; if the {peer} is yours, update or fix its TLS library",
+    ),
+    Code.OVERSIZED_MESSAGE: (
+        "the {peer} sent a TLS record or handshake message larger than TLS allows ({reason})",
+        "nothing to change here: it was refused before being buffered; if the {peer} is yours, check that it "
+        "speaks TLS",
+    ),
+    Code.PROTOCOL_VIOLATION: (
+        "the {peer} broke the TLS protocol ({reason}): a message out of order or one it did not expect",
+        "if the {peer} is yours, update its TLS library; run tlskit probe HOST:PORT to see the handshake",
+    ),
+    Code.BAD_RECORD_MAC: (
+        "a TLS record from the {peer} failed its integrity check ({reason}): the data was altered on the way",
+        "check for a middlebox rewriting the connection; retry",
+    ),
+    Code.RENEGOTIATION_REFUSED: (
+        "renegotiation was refused: TLS 1.2 renegotiation is disabled (a denial-of-service lever and the root of "
+        "past injection attacks), so the connection was closed",
+        "do not renegotiate: open a new connection instead (TLS 1.3 has no renegotiation at all)",
+    ),
+    Code.NO_SHARED_GROUP: (
+        "no key-exchange group in common with the peer (tlskit offers X25519, P-256 and P-384)",
+        "enable X25519 or P-256 on the peer",
     ),
     Code.NO_SHARED_CIPHER: (
         "no cipher suite or signature algorithm in common with the peer",
@@ -317,6 +415,7 @@ def explain_ssl_error(
     chain: Sequence[x509.Certificate] = (),
     sent_cert: bool | None = None,
     cert_requested: bool | None = None,
+    after_handshake: bool = False,
 ) -> Problem:
     """Turn an OpenSSL error (or a socket error during a handshake) into one Problem.
 
@@ -328,6 +427,8 @@ def explain_ssl_error(
     and a client that sent none must not be told its certificate was rejected.  A client that sent one and then
     sees the connection closed without a word (an ``EOFError`` or a reset) is told that its certificate was
     most likely refused.
+    ``after_handshake``: the error came on an established connection (so a handshake_failure alert from a client
+    answers a refused renegotiation).
     """
     if sent_cert and peer is Purpose.SERVER and isinstance(exc, _CLOSED_ERRORS):
         return Problem(Code.CLIENT_CERT_REJECTED, *_REFUSED_WITHOUT_ALERT)
@@ -347,9 +448,13 @@ def explain_ssl_error(
     code = _REASONS.get(reason)
     if code is None and isinstance(exc, ssl.SSLEOFError):
         code = Code.CONNECTION_CLOSED
-    if code is Code.CLIENT_CERT_REJECTED and peer is Purpose.CLIENT:
+    if after_handshake and peer is Purpose.CLIENT and reason == "SSLV3_ALERT_HANDSHAKE_FAILURE":
+        # The only handshake a client can start on an established connection is a TLS 1.2 renegotiation, which
+        # OpenSSL refuses here (OP_NO_RENEGOTIATION) with a no_renegotiation alert; the client then gives up.
+        code = Code.RENEGOTIATION_REFUSED
+    elif code is Code.CLIENT_CERT_REJECTED and peer is Purpose.CLIENT:
         code = Code.SERVER_CERT_REJECTED  # an alert from the client is about *our* certificate
-    if code is Code.CLIENT_CERT_REQUIRED and peer is Purpose.CLIENT and reason.startswith("SSLV3_ALERT"):
+    elif code is Code.CLIENT_CERT_REQUIRED and peer is Purpose.CLIENT and reason.startswith("SSLV3_ALERT"):
         code = Code.NO_SHARED_CIPHER
     if code is None:
         text = reason or str(exc)
@@ -363,8 +468,148 @@ def explain_ssl_error(
     elif code is Code.CLIENT_CERT_REQUIRED and peer is Purpose.CLIENT:
         message = "the client sent no certificate, and this server requires one"
         fix = "give the client a certificate from a CA this server trusts (profile=Profile.CLIENT)"
+    else:
+        message, fix = _PEER_WORDS.get((code, peer), (message, fix))
+        if reason == "HTTPS_PROXY_REQUEST":
+            message = "the client sent an HTTP proxy request (CONNECT) to a TLS port"
+            fix = "configure the client to use this address as an https:// server, not as a proxy"
+    if code is Code.PROTOCOL_VIOLATION and peer is Purpose.SERVER and sent_cert is False:
+        # GnuTLS (TLS 1.2) answers a missing client certificate with decode_error: say so to a client that sent none.
+        message += "; some servers (GnuTLS) answer a missing client certificate this way"
+        fix = "if the server requires a client certificate, give one (cert=, key=); else " + fix
     pretty = reason.replace("SSLV3_ALERT_", "").replace("TLSV1_ALERT_", "").replace("_", " ").lower()
-    return Problem(code, message.format(reason=pretty or "alert"), fix)
+    words = {"reason": pretty or "alert", "peer": peer.value}
+    return Problem(code, message.format(**words), fix.format(**words))
+
+
+# Sentences that depend on which side the peer is: (code, peer) -> (message, fix).
+_PEER_WORDS: dict[tuple[Code, Purpose], tuple[str, str]] = {
+    (Code.NOT_TLS, Purpose.CLIENT): (
+        "the client does not speak TLS: its first bytes are not a TLS record (a plaintext protocol, a port scanner "
+        "or random bytes)",
+        "point only TLS clients at this port",
+    ),
+    (Code.PROTOCOL_TOO_OLD, Purpose.CLIENT): (
+        "the client offers only protocol versions refused here (SSL 2.0/3.0, TLS 1.0/1.1)",
+        "upgrade the client to TLS 1.2 or 1.3 rather than lowering the minimum version",
+    ),
+}
+
+
+def handshake_eof(peer: Purpose, *, received_any: bool, answered: bool = True) -> Problem:
+    """The peer closed the connection before the handshake finished.
+
+    ``received_any``: it sent part of a handshake; ``answered``: this side had sent its flight (a server that
+    had not answered yet holds only part of a ClientHello).
+    """
+    if received_any and peer is Purpose.CLIENT and not answered:
+        return Problem(
+            Code.TRUNCATED_HANDSHAKE,
+            "the client closed the connection in the middle of its ClientHello (a truncated handshake: a scanner, "
+            "a broken client or a cut connection)",
+            "nothing to do for a scanner; if the client is yours, check its network path and TLS library",
+        )
+    if received_any:
+        return Problem(
+            Code.TRUNCATED_HANDSHAKE,
+            f"the {peer.value} closed the connection in the middle of the handshake, after this side's answer "
+            "(it may have refused the certificate, version or suite it was offered)",
+            f"check the {peer.value}'s log for why it gave up",
+        )
+    if peer is Purpose.CLIENT:
+        return Problem(
+            Code.CONNECTION_CLOSED,
+            "the client connected and closed without sending a ClientHello (a port check or a health probe?)",
+            "nothing to do, unless a TLS client expected to connect",
+        )
+    return Problem(Code.CONNECTION_CLOSED, "the peer closed the connection during the handshake", _CLOSED_FIX)
+
+
+def handshake_timeout(seconds: float, *, received_any: bool) -> Problem:
+    """A server's handshake deadline passed: the client stalled (or never spoke)."""
+    if received_any:
+        return Problem(
+            Code.HANDSHAKE_TIMEOUT,
+            f"handshake not completed within {seconds:g} s: the client stalled in the middle of it",
+            "nothing to do for a stalled or hostile client; a slow legitimate one needs a longer handshake_timeout",
+        )
+    return Problem(
+        Code.HANDSHAKE_TIMEOUT,
+        f"no ClientHello received within {seconds:g} s",
+        "check that the client speaks TLS to this port (a plaintext client waits for the server to speak first)",
+    )
+
+
+# ------------------------------------------------------------------------------------ the network explained
+
+_UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
+_OUT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+def explain_os_error(exc: OSError, *, action: str, host: str, port: int) -> Problem:
+    """A socket error while listening (``action="listen"``) or connecting (``"connect"``) as one Problem.
+
+    Shared by every command that listens or connects (serve, connect, probe, tap, demo and the tunnel), so a
+    busy port or an unreachable host reads the same everywhere.
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # The system's words for errno: uvloop's strerror repeats the whole call ("error while attempting to bind on
+    # address ('127.0.0.1', 443): permission denied").  A resolver error's errno is not an errno.
+    why = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+        why = os.strerror(exc.errno)
+    if isinstance(exc, socket.gaierror):
+        return Problem(
+            Code.NAME_NOT_RESOLVED,
+            f"cannot resolve the host name {host!r} ({why})",
+            "check the spelling and the DNS settings, or give an IP address",
+        )
+    number = exc.errno
+    if isinstance(exc, TimeoutError) or number == errno.ETIMEDOUT:
+        return Problem(
+            Code.TIMEOUT,
+            f"cannot {action} {where}: no answer in time",
+            "check the address, and that no firewall drops the packets",
+        )
+    if number in _OUT_OF_FILES:
+        return Problem(
+            Code.TOO_MANY_FILES,
+            f"cannot {action} {where}: this process has no file descriptors left ({why})",
+            "raise the limit (ulimit -n) or lower max_connections",
+        )
+    if action == "listen":
+        if number == errno.EADDRINUSE:
+            return Problem(
+                Code.ADDRESS_IN_USE,
+                f"cannot listen on {where}: the port is already in use by another program",
+                "stop the program listening there (ss -ltnp shows it) or choose another port (0 picks a free one)",
+            )
+        if number in (errno.EACCES, errno.EPERM) and 0 < port < 1024:
+            return Problem(
+                Code.PRIVILEGED_PORT,
+                f"cannot listen on {where}: ports below 1024 are privileged ({why})",
+                "use a port from 1024 up, or give the program CAP_NET_BIND_SERVICE",
+            )
+        if number == errno.EADDRNOTAVAIL:
+            return Problem(
+                Code.ADDRESS_NOT_AVAILABLE,
+                f"cannot listen on {where}: {host} is not an address of this machine",
+                "listen on 127.0.0.1, 0.0.0.0 (every interface) or one of this machine's addresses",
+            )
+        return Problem(Code.NETWORK_ERROR, f"cannot listen on {where}: {why}", "check the address and port")
+    if number == errno.ECONNREFUSED:
+        return Problem(
+            Code.CONNECTION_REFUSED,
+            f"cannot connect to {where}: connection refused (nothing listens there)",
+            "check the host and port, and that the server is running",
+        )
+    if number in _UNREACHABLE:
+        return Problem(
+            Code.HOST_UNREACHABLE,
+            f"cannot connect to {where}: the host is unreachable ({why})",
+            "check the address and the network (routes, VPN, firewall)",
+        )
+    return Problem(Code.NETWORK_ERROR, f"cannot {action} {where}: {why}", "check the host and port")
 
 
 def _client_cert_problem(reason: str, *, sent_cert: bool, cert_requested: bool | None) -> Problem | None:

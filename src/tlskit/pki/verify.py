@@ -4,7 +4,8 @@ cryptography builds and validates the path; tlskit adds what it does not do (rev
 fetched from the URLs in the certificates through a ``revocation=`` source) and a few
 conformance rules that strict verifiers (OpenSSL's X509_STRICT, the CA/B Forum requirements) apply: weak keys,
 missing key identifiers, non-positive serials, a CN that names something the SANs do not, wildcards over a
-whole top-level domain.  When a chain is rejected, :func:`~tlskit.pki.diagnose.diagnose_chain` names every
+whole top-level domain, a name matched only through a wildcard over a public suffix (``*.co.uk``: the Public
+Suffix List).  When a chain is rejected, :func:`~tlskit.pki.diagnose.diagnose_chain` names every
 reason in plain words with a fix.
 """
 
@@ -42,6 +43,7 @@ from .diagnose import (
 from .inspect import serial_hex
 from .problems import Code, Problem, Purpose, explain_rejection, ext, label, unique, utc
 from .revocation import RevocationSource
+from .suffixes import is_public_suffix
 
 __all__ = ["Purpose", "VerifyResult", "parse_time", "system_roots", "verify_chain", "verify_files"]
 
@@ -225,6 +227,31 @@ def _conformance(chain: Sequence[x509.Certificate], purpose: Purpose) -> list[Pr
     return problems
 
 
+def _public_suffix_match(leaf: x509.Certificate, host: str) -> Problem | None:
+    """``host`` matched only through a wildcard over a public suffix (``*.co.uk``, ``*.s3.amazonaws.com``).
+
+    Such a wildcard covers names of many owners (CA/B BR 3.2.2.6); like browsers, tlskit does not let it match,
+    while the certificate's other names still count (a certificate for ``s3.amazonaws.com`` that also carries
+    ``*.s3.amazonaws.com`` is valid for ``s3.amazonaws.com``).
+    """
+    san = ext(leaf, x509.SubjectAlternativeName)
+    if san is None or "." not in host:
+        return None
+    wanted = host.rstrip(".").lower()
+    names = [n.lower() for n in san.value.get_values_for_type(x509.DNSName)]
+    if wanted in names:
+        return None
+    parent = wanted.split(".", 1)[1]
+    if f"*.{parent}" in names and is_public_suffix(parent):
+        return Problem(
+            Code.HOSTNAME_MISMATCH,
+            f"the certificate matches {host} only through the wildcard *.{parent}, which covers a public suffix "
+            "(names of different owners, per the Public Suffix List) and therefore does not count",
+            f"reissue it with {host} itself as a SAN, under a domain you own",
+        )
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- verification
 
 
@@ -265,6 +292,10 @@ def verify_chain(
         )
         return VerifyResult(False, problems=unique(_merge(explain_rejection(exc, leaf, host), found)))
     problems = _conformance(chain, purpose)
+    if purpose is Purpose.SERVER and subject is not None and isinstance(subject, x509.DNSName):
+        suffix = _public_suffix_match(leaf, subject.value)
+        if suffix is not None:
+            problems.append(suffix)
     for cert, issuer in itertools.pairwise(chain):
         problems += check_revocation(cert, issuer, crls, at=moment)
     mismatch = hostname_problem(leaf, host) if host and purpose is Purpose.CLIENT else None

@@ -524,7 +524,7 @@ class _Runner:
                 if not data:
                     raise InputError(
                         f"{name}: the service closed after {got} of {size} bytes",
-                        fix="give bulk_bytes= only for an echo service (tlskit serve --echo)",
+                        fix="give bulk_bytes= only for a service that echoes what it receives",
                     )
                 got += len(data)
             await sender

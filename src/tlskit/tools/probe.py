@@ -13,7 +13,6 @@ import datetime as dt
 import enum
 import ipaddress
 import os
-import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,8 @@ from typing import Any
 
 from cryptography import x509
 
-from ..errors import InputError, TlskitError
+from ..errors import InputError
+from ..net.explain import network_error
 from ..net.revocation import FailMode, Revocation, RevocationMode
 from ..pki.certs import key_matches, utc_now
 from ..pki.diagnose import diagnose_chain
@@ -392,7 +392,7 @@ class _Target:
                 self.host, self.port, context=ctx, server_name=self.sni, timeout=self.timeout, settle=settle
             )
         except OSError as exc:
-            raise _unreachable(self.host, self.port, exc, self.timeout) from exc
+            raise network_error(exc, action="connect", host=self.host, port=self.port) from exc
 
     def server_hello(self, ctx: ssl.SSLContext | None) -> ServerFlight | None:
         """A scan handshake's plaintext flight; None if the local OpenSSL could not even offer it.
@@ -444,14 +444,3 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _unreachable(host: str, port: int, exc: OSError, timeout: float) -> TlskitError:
-    where = f"{host}:{port}"
-    if isinstance(exc, ConnectionRefusedError):
-        return TlskitError(f"{where}: connection refused", fix="check the host and port, and that the server runs")
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return TlskitError(f"{where}: no answer within {timeout:g} s", fix="check the address, firewalls and timeout=")
-    if isinstance(exc, socket.gaierror):
-        return TlskitError(f"{host}: unknown host ({exc.strerror})", fix="check the host name")
-    return TlskitError(f"{where}: cannot connect ({exc.strerror or exc})", fix="check the host and port")

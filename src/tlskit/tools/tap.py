@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Concatenate, ParamSpec
 
 from ..errors import InputError, TlskitError
+from ..net.explain import network_error
+from ..net.server import run
 from .records import Direction
 from .tap_observer import ConnectionObserver, Observation, PayloadView, Sink, TapOptions
 
@@ -252,20 +254,18 @@ async def start_tap(*, listen: Endpoint, target: Endpoint, sink: Sink, options: 
     try:
         await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise InputError(f"cannot resolve server host {target.host!r} ({exc.strerror})", fix="check target=") from exc
+        raise network_error(exc, action="connect", host=target.host, port=target.port) from exc
     try:
         # One socket only: "localhost" may resolve to two addresses, and with port 0 each would get its own.
         infos = await loop.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         host = str(infos[0][4][0])
     except OSError as exc:
-        raise InputError(f"cannot resolve listen host {listen.host!r} ({exc.strerror})", fix="check listen=") from exc
+        raise network_error(exc, action="listen", host=listen.host, port=listen.port) from exc
     tap = TapServer(target=target, sink=sink, options=options or TapOptions())
     try:
         await tap._start(host, listen.port)
     except OSError as exc:
-        raise InputError(
-            f"cannot listen on {listen}: {exc.strerror or exc}", fix="choose another port or stop the program using it"
-        ) from exc
+        raise network_error(exc, action="listen", host=host, port=listen.port) from exc
     return tap
 
 
@@ -300,4 +300,4 @@ def run_tap(
                 f"cannot write the tap's output ({tap.output_error})", fix="check where standard output goes"
             ) from tap.output_error
 
-    asyncio.run(main())
+    run(main())

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ...errors import InputError, TLSError, TlskitError
 from ...net.client import connect
+from ...net.explain import network_error
 from ...net.policy import REFUSAL_CODES, PeerPolicy
 from ...net.server import Server, start_server
 from .events import ConnectionRecord, log, log_event, log_failure
@@ -260,7 +261,10 @@ class ClientTunnel(Tunnel):
             self._listener = await loop.create_unix_server(self._accept, listen.path)
             self.address = listen.path
         else:
-            self._listener = await loop.create_server(self._accept, listen.host, listen.port, backlog=1024)
+            try:
+                self._listener = await loop.create_server(self._accept, listen.host, listen.port, backlog=1024)
+            except OSError as exc:  # a busy or privileged port: the words every listener of tlskit uses
+                raise network_error(exc, action="listen", host=listen.host, port=listen.port) from exc
             self.address = self._listener.sockets[0].getsockname()
         self.metrics.set_expiry(self.name, _not_after(spec))
         self.accepting = True
