@@ -1,6 +1,7 @@
-"""Python TLS echo servers for bench/run.py: tlskit's transport, or the stdlib asyncio TLS transport.
+"""Python TLS echo servers for bench/run.py: tlskit's transport on the stdlib asyncio loop, or the stdlib asyncio
+TLS transport (tlskit on uvloop is measured as users run it, ``tlskit serve --echo``, which has no loop option).
 
-Usage: ``tlskit_echo.py CERT KEY [--impl tlskit|stdlib] [--loop uvloop|asyncio] [--workers N]``
+Usage: ``tlskit_echo.py CERT KEY [--impl tlskit|stdlib] [--loop uvloop|asyncio]``
 
 Both use the same ``tlskit.server_context`` (TLS 1.3 only), so the only difference is the transport.  Prints
 ``READY <port>`` once listening on 127.0.0.1 (OS-picked port).  Commands on stdin, one per line: ``gc`` runs
@@ -64,7 +65,7 @@ async def main(args: argparse.Namespace) -> None:
         await control(stop)
         server.close()
         return
-    tserver = await start_server(tlskit_echo, "127.0.0.1", 0, context=context, workers=args.workers, backlog=4096)
+    tserver = await start_server(tlskit_echo, "127.0.0.1", 0, context=context, backlog=4096)
     print(f"READY {tserver.port}", flush=True)
     await control(stop)
     await tserver.close(deadline=1.0)
@@ -76,7 +77,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("key")
     parser.add_argument("--impl", choices=("tlskit", "stdlib"), default="tlskit")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
-    parser.add_argument("--workers", type=int, default=1)
     return parser.parse_args(argv)
 
 
