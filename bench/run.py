@@ -604,7 +604,7 @@ class Bench:
                 LOAD_CPU,
             )  # fmt: skip
             self.note_command("example: tlskit bench, text report", argv, port)
-            proc = self.procs.spawn("example", argv, env={**os.environ, "COLUMNS": "160"})
+            proc = self.procs.spawn("example", argv, env={**os.environ, "COLUMNS": "400"})
             try:
                 out = wait_all([proc], 120)[0]
             finally:
