@@ -193,8 +193,9 @@ def _peer_env(conn: TLSConnection) -> dict[str, str]:
 
 async def _echo_back(conn: TLSConnection, codec: MessageCodec | None) -> None:
     if codec is None:
-        while data := await conn.read(CHUNK):
-            await conn.write(data)
+        from ..net.server import echo
+
+        await echo(conn)
         return
     async for message in conn.messages(codec):
         await conn.send(message, codec)

@@ -246,8 +246,9 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         waiter = self._lost_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if self._sink is not None:
-            self._sink.tls_lost(self._error)
+        sink, self._sink = self._sink, None  # nothing more will come; a sink usually refers back to us: no cycle
+        if sink is not None:
+            sink.tls_lost(self._error)
         if self._listener is not None:
             self._listener.tls_connection_lost(self)
 
@@ -533,6 +534,24 @@ class TLSConnection(TLSEngine, asyncio.BufferedProtocol):
         self._pending_size += size
         if self._pending_size >= _COALESCE_LIMIT:
             self._flush()
+
+    def writelines_nowait(self, chunks: list[bytes]) -> None:
+        """Queue several pieces at once, encrypted record by record and handed to the socket in one call.
+
+        For data that arrives as a list, such as the chunks a :class:`PlaintextSink` receives: no joining, one
+        ``writelines`` (one ``writev`` system call) for all.  Call :meth:`drain` to respect backpressure.
+        """
+        if self._state is not _OPEN or self._transport is None:
+            raise self._error or ConnectionResetError("the TLS connection is closed")
+        self._idle = 0
+        self._flush()  # what write_nowait queued goes first
+        try:
+            self._transport.writelines(self.encrypt_chunks(chunks))
+        except ssl.SSLError as exc:
+            self._fail(exc)
+            error = self._error
+            assert error is not None
+            raise error from exc
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data``; wait while the peer is not keeping up (backpressure)."""

@@ -74,6 +74,9 @@ class TLSEngine:
         "_bio_in",
         "_bio_out",
         "_eof",
+        "_partial",
+        "_rec_header",
+        "_rec_left",
         "_server_name",
         "_ssl",
         "_state",
@@ -107,6 +110,11 @@ class TLSEngine:
         self._base_context = context
         self._state = _HANDSHAKING
         self._eof = False
+        # Where the record boundaries are in the ciphertext fed so far (see _scan): the bytes of the record being
+        # received that are in the BIO, its header bytes while incomplete, and the body bytes it still lacks.
+        self._partial = 0
+        self._rec_header = b""
+        self._rec_left = 0
         self._server_name: str | None = None
 
     # -- driving ---------------------------------------------------------------------------------------------
@@ -124,14 +132,56 @@ class TLSEngine:
         chunks: list[bytes] = []
         size = len(data)
         if size <= SLICE:
+            self._scan(data)
             self._bio_in.write(data)
             self._pump(chunks)
             return chunks
         view = memoryview(data)
         for start in range(0, size, SLICE):
-            self._bio_in.write(view[start : start + SLICE])
+            piece = view[start : start + SLICE]
+            self._scan(piece)
+            self._bio_in.write(piece)
             self._pump(chunks)
         return chunks
+
+    def _scan(self, data: bytes | bytearray | memoryview) -> None:
+        """Follow the TLS record headers through ``data``, the ciphertext about to go into the BIO.
+
+        Afterwards ``_partial`` is how many bytes of an incomplete record the BIO holds: once open, the engine reads
+        only while the BIO holds more than that, so OpenSSL is never asked for a record it cannot have yet (each
+        such read raises ``SSLWantReadError``, an exception object built in C: a bulk transfer would pay for one
+        per slice).  A record is 5 header bytes (its length in the last two) and that many body bytes; the scan
+        jumps from header to header, a step or two per slice.
+        """
+        n = len(data)
+        left = self._rec_left  # body bytes the record being received still lacks (0: a header comes next)
+        if left > n:
+            self._rec_left = left - n
+            self._partial += n
+            return
+        i = left
+        header = self._rec_header
+        if header:  # a header cut in two by the previous piece
+            need = 5 - len(header)
+            if i + need > n:
+                self._rec_header = header + bytes(data[i:n])
+                self._partial = len(self._rec_header)
+                return
+            header += bytes(data[i : i + need])
+            i += need
+            end = i + ((header[3] << 8) | header[4])
+            if end > n:
+                self._rec_header, self._rec_left, self._partial = b"", end - n, 5 + n - i
+                return
+            i = end
+        while i + 5 <= n:
+            end = i + 5 + ((data[i + 3] << 8) | data[i + 4])
+            if end > n:
+                self._rec_header, self._rec_left, self._partial = b"", end - n, n - i
+                return
+            i = end
+        self._rec_header = bytes(data[i:n])
+        self._rec_left, self._partial = 0, n - i
 
     def _pump(self, chunks: list[bytes]) -> None:
         if self._state is _HANDSHAKING and not self._step_handshake():
@@ -140,8 +190,11 @@ class TLSEngine:
         # checks save the SSLWantReadError that a read with nothing to read raises (an exception object built
         # in C, costlier than the two calls), once per handshake and once per received flight after it.
         bio, pending, read = self._bio_in, self._ssl.pending, self._ssl.read
+        # Open, the stream is TLS records only, so a record cut short at the end of the BIO can be waited for
+        # (see _scan); during the handshake a peer may send anything, and OpenSSL decides.
+        partial = self._partial if self._state is _OPEN else 0
         try:
-            while bio.pending or pending():
+            while bio.pending > partial or pending():
                 chunk = read(_READ_SIZE)
                 if not chunk:
                     # close_notify: _ssl returns b"" for it, or raises SSLZeroReturnError once ours was sent.
@@ -186,6 +239,20 @@ class TLSEngine:
         for start in range(0, len(view), RECORD):
             write(view[start : start + RECORD])
             pieces.append(read())
+        return pieces
+
+    def encrypt_chunks(self, chunks: list[bytes]) -> list[bytes]:
+        """Encrypt each of ``chunks`` (as :meth:`encrypt_pieces` does) and return all the ciphertext pieces."""
+        if self._state is not _OPEN:
+            raise ConnectionResetError("the TLS connection is closed")
+        write, read = self._ssl.write, self._bio_out.read
+        pieces = []
+        for chunk in chunks:
+            if len(chunk) <= RECORD:
+                write(chunk)
+                pieces.append(read())
+            else:
+                pieces += self.encrypt_pieces(chunk)
         return pieces
 
     def data_to_send(self) -> bytes:

@@ -34,6 +34,7 @@ __all__ = [
     "Handler",
     "Server",
     "TLSErrorHook",
+    "echo",
     "format_peer",
     "loop_factory",
     "run",
@@ -402,6 +403,55 @@ class Server:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+class _Echo:
+    """The :class:`~tlskit.net.connection.PlaintextSink` of :func:`echo`: decrypted records straight back."""
+
+    __slots__ = ("conn", "done")
+
+    def __init__(self, conn: TLSConnection, done: asyncio.Future[None]) -> None:
+        self.conn, self.done = conn, done
+
+    def tls_data(self, chunks: list[bytes]) -> None:
+        try:
+            self.conn.writelines_nowait(chunks)
+        except (OSError, TLSError) as exc:  # closed meanwhile: the handler ends as a read would
+            self._finish(exc)
+
+    def tls_writing(self, paused: bool) -> None:
+        # The peer does not read as fast as it writes: stop reading until what we owe it has gone out.
+        if paused:
+            self.conn.pause_reading()
+        else:
+            self.conn.resume_reading()
+
+    def tls_eof(self) -> None:
+        self._finish(None)
+
+    def tls_lost(self, exc: BaseException | None) -> None:
+        self._finish(exc)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        # As read() does: a TLS failure (a bad record, a refused renegotiation) is raised to the handler's
+        # caller, which logs why; a peer that merely went away is an ordinary end.
+        if self.done.done():
+            return
+        if exc is not None and not isinstance(exc, ConnectionError):
+            self.done.set_exception(exc)
+        else:
+            self.done.set_result(None)
+
+
+async def echo(conn: TLSConnection) -> None:
+    """A ready-made handler: send back every byte the peer sends, until it finishes (``tlskit serve --echo``).
+
+    Records are re-encrypted as they are decrypted, from the event loop's callbacks, with backpressure (reading
+    pauses while the peer does not take what it is sent); no coroutine runs per chunk.
+    """
+    done = conn._event_loop().create_future()
+    conn.attach(_Echo(conn, done))
+    await done
 
 
 def _log_handler_error(conn: TLSConnection, exc: Exception) -> None:
