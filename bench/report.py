@@ -427,7 +427,8 @@ def _workers_section(r: Results) -> list[str]:
         f"`tlskit serve --echo --workers N`, offered the same load in every configuration: `tlskit bench --rate "
         f"{r.workers_rate:g}` (handshakes per second, {s.workers_load:.0%} of what one core does in this run, "
         f"server or load generator, whichever is slower) for {s.workers_seconds} s, {s.workers_concurrency} "
-        "connections at a time at most. Server CPU is summed over all its processes (the parent, which only "
+        f"connections at a time at most, in {_plural(s.workers_rounds, 'round')} interleaved across the "
+        "configurations and added up. Server CPU is summed over all its processes (the parent, which only "
         "supervises, and the workers); wake-ups are voluntary context switches (a process slept in `epoll_wait` "
         "and was woken), preemptions involuntary ones (the scheduler gave the CPU to another process).",
         "",
@@ -447,7 +448,7 @@ def _workers_section(r: Results) -> list[str]:
               "sys µs/hs", "µs/hs per process (parent first)", "wake-ups/hs per process", "preempted/hs per process",
               "load generator µs/hs"]  # fmt: skip
     lines += [*_table(header, body), ""]
-    offered = r.workers_rate * s.workers_seconds
+    offered = r.workers_rate * s.workers_seconds * max(1, s.workers_rounds)
     short = [k for k, h in r.workers.items() if h.handshakes < 0.95 * offered]
     if short:
         lines += [

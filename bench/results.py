@@ -304,7 +304,8 @@ class Settings:
     rounds: int = 0
     client_seconds: int = 0  # seconds per load generator and round, alone on the load CPU
     client_rounds: int = 0
-    workers_seconds: int = 0
+    workers_seconds: int = 0  # per configuration and round
+    workers_rounds: int = 0
     workers_concurrency: int = 0
     workers_load: float = 0.0  # the offered load as a share of one core's capacity
     breakdown_handshakes: int = 0  # handshakes per counted batch under callgrind and strace

@@ -567,7 +567,11 @@ class Bench:
         return round(WORKERS_LOAD * 1e6 / slowest, -1) if slowest else 200.0
 
     def phase_workers(self, label: str, workers: int, server_cpus: str, load_cpus: str) -> None:
-        """``tlskit serve --echo --workers N`` at the phase's fixed offered load: server CPU per handshake."""
+        """``tlskit serve --echo --workers N`` at the phase's fixed offered load: server CPU per handshake.
+
+        One round of one configuration; rounds are interleaved across the configurations and added up, so a slow
+        stretch of a shared machine lands on all of them instead of deciding the ratio.
+        """
         rate = self.results.workers_rate
         seconds = self.args.workers_seconds
         server, port = self.start_server("tlskit", server_cpus, ["--workers", str(workers)])
@@ -583,9 +587,11 @@ class Bench:
             full = report["full"]
             if full["failures"] or not full["completed"]:
                 raise RuntimeError(f"{label}: {full['completed']} handshakes, failures {full['failures']}")
-            self.results.workers[label] = self.phase_result(label, sampler, full, WORKERS_CONCURRENCY)
+            result = self.phase_result(label, sampler, full, WORKERS_CONCURRENCY)
         finally:
             self.procs.stop(server)
+        previous = self.results.workers.get(label)
+        self.results.workers[label] = result if previous is None else previous + result
 
     def phase_example(self) -> None:
         """One ``tlskit bench --resume --bytes 64M --plain-port`` run against ``tlskit serve --echo``, as text.
@@ -686,12 +692,13 @@ class Bench:
                         self.run_phase(f"scale {key}", lambda key=key: self.phase_scale(key))  # type: ignore[misc]
             if "workers" in phases:
                 self.results.workers_rate = self.workers_rate()
-                for n, server_cpus, load_cpus in WORKER_CONFIGS:
-                    label = workers_key(n, server_cpus, load_cpus)
-                    self.run_phase(
-                        f"workers: {label}",
-                        lambda a=(label, n, server_cpus, load_cpus): self.phase_workers(*a),  # type: ignore[misc]
-                    )
+                for round_ in range(1, self.args.workers_rounds + 1):
+                    for n, server_cpus, load_cpus in WORKER_CONFIGS:
+                        label = workers_key(n, server_cpus, load_cpus)
+                        self.run_phase(
+                            f"workers: {label} (round {round_})",
+                            lambda a=(label, n, server_cpus, load_cpus): self.phase_workers(*a),  # type: ignore[misc]
+                        )
             if "breakdown" in phases:
                 breakdown.run_phases(self)
             if "example" in phases:
@@ -740,6 +747,7 @@ QUICK = {
     "split_rounds": 2,
     "stream_mib": 64,
     "workers_seconds": 2,
+    "workers_rounds": 1,
     "breakdown_handshakes": 20,
     "tunnel_idle": 200,
 }
@@ -756,7 +764,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="handshake rounds, interleaved across servers")
     parser.add_argument("--client-seconds", type=int, default=4, help="seconds per load generator and round, alone")
     parser.add_argument("--client-rounds", type=int, default=2, help="alternating rounds of the two load generators")
-    parser.add_argument("--workers-seconds", type=int, default=4, help="seconds per workers configuration")
+    parser.add_argument("--workers-seconds", type=int, default=4, help="seconds per workers configuration and round")
+    parser.add_argument(
+        "--workers-rounds", type=int, default=3, help="workers rounds, interleaved across the configurations"
+    )
     parser.add_argument(
         "--breakdown-handshakes", type=int, default=200, help="handshakes per counted batch under callgrind and strace"
     )
@@ -807,6 +818,7 @@ def settings(args: argparse.Namespace, argv: list[str] | None, bench: Bench, dat
         client_seconds=args.client_seconds,
         client_rounds=args.client_rounds,
         workers_seconds=args.workers_seconds,
+        workers_rounds=args.workers_rounds,
         workers_concurrency=WORKERS_CONCURRENCY,
         workers_load=WORKERS_LOAD,
         breakdown_handshakes=args.breakdown_handshakes,

@@ -93,6 +93,7 @@ def fake_run() -> Results:
             client_seconds=4,
             client_rounds=2,
             workers_seconds=4,
+            workers_rounds=1,
             workers_concurrency=32,
             workers_load=0.5,
             breakdown_handshakes=200,

@@ -242,17 +242,24 @@ class TLSEngine:
         return pieces
 
     def encrypt_chunks(self, chunks: list[bytes]) -> list[bytes]:
-        """Encrypt each of ``chunks`` (as :meth:`encrypt_pieces` does) and return all the ciphertext pieces."""
+        """Encrypt each of ``chunks`` and return all the ciphertext pieces.
+
+        Chunks of a record or less (what :meth:`receive` returns) are encrypted together and read from the BIO
+        in one piece: one call and one bytes object instead of one per record.
+        """
         if self._state is not _OPEN:
             raise ConnectionResetError("the TLS connection is closed")
-        write, read = self._ssl.write, self._bio_out.read
+        write, out = self._ssl.write, self._bio_out
         pieces = []
         for chunk in chunks:
             if len(chunk) <= RECORD:
                 write(chunk)
-                pieces.append(read())
             else:
+                if out.pending:
+                    pieces.append(out.read())
                 pieces += self.encrypt_pieces(chunk)
+        if out.pending:
+            pieces.append(out.read())
         return pieces
 
     def data_to_send(self) -> bytes:
