@@ -777,7 +777,8 @@ def _method(r: Results) -> list[str]:
         "ones timed",
         f"- handshakes: {s.handshake_seconds} s of full and {s.handshake_seconds} s of resumed handshakes x "
         f"{s.rounds} rounds per server, {s.bench_concurrency} connections at a time",
-        f"- bytes echoed per server: {s.stream_mib} MiB",
+        f"- bytes echoed per server: {s.stream_mib} MiB in each of {_plural(s.stream_rounds, 'round')}, interleaved "
+        "across servers",
         f"- wait for other load to pass: up to {s.quiet_wait:g} s per run",
         f"- date: {s.date}",
         f"- command: {s.command}",

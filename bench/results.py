@@ -254,6 +254,17 @@ class StreamResult:
     def cpu_per_gib(self) -> float:
         return self.server_cpu_seconds / (self.echoed / GIB)
 
+    def __add__(self, other: StreamResult) -> StreamResult:
+        """Two rounds of the same server, counted together."""
+        return StreamResult(
+            self.kind,
+            self.echoed + other.echoed,
+            self.seconds + other.seconds,
+            self.server_cpu_seconds + other.server_cpu_seconds,
+            self.client_cpu_seconds + other.client_cpu_seconds,
+            self.negotiated,
+        )
+
     @property
     def mib_per_s(self) -> float:
         return self.echoed / self.seconds / 2**20
@@ -312,7 +323,8 @@ class Settings:
     breakdown_warmup: int = 0
     scaling_cores: tuple[int, ...] = ()  # the core counts the scaling model is computed for
     sample_ms: float = 0.0  # how often the server's CPU times are read while a load generator runs
-    stream_mib: int = 0
+    stream_mib: int = 0  # per server and round
+    stream_rounds: int = 0
     stream_warmup_mib: int = 0
     stream_chunk_kib: int = 0
     split_rounds: int = 0

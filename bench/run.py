@@ -500,15 +500,18 @@ class Bench:
         return int(received), float(seconds), " ".join(negotiated)
 
     def phase_stream(self, key: str) -> None:
+        """One round for one server; rounds are interleaved across servers and added up (machine drift)."""
         server, port = self.start_server(key, SERVER_CPU)
         try:
             self.stream(port, STREAM_WARMUP_MIB * MIB)  # warm-up
             cpu0, client0 = cpu_seconds([server.pid]), children_cpu_seconds()
             echoed, seconds, negotiated = self.stream(port, self.args.stream_mib * MIB)
             cpu1, client1 = cpu_seconds([server.pid]), children_cpu_seconds()
-            self.results.streams[key] = StreamResult(key, echoed, seconds, cpu1 - cpu0, client1 - client0, negotiated)
+            result = StreamResult(key, echoed, seconds, cpu1 - cpu0, client1 - client0, negotiated)
         finally:
             self.procs.stop(server)
+        previous = self.results.streams.get(key)
+        self.results.streams[key] = result if previous is None else previous + result
 
     def phase_scale(self, key: str) -> None:
         """Hold ``--scale`` idle connections in one server process, then time fresh handshake + echo."""
@@ -684,8 +687,12 @@ class Bench:
             if "split" in phases:
                 self.run_phase("in-process handshakes", self.phase_split)
             if "stream" in phases:
-                for key in order:
-                    self.run_phase(f"stream {key}", lambda key=key: self.phase_stream(key))  # type: ignore[misc]
+                for round_ in range(1, self.args.stream_rounds + 1):
+                    for key in order:
+                        self.run_phase(
+                            f"stream {key} (round {round_})",
+                            lambda key=key: self.phase_stream(key),  # type: ignore[misc]
+                        )
             if "scale" in phases:
                 for key in ("tlskit", "node"):
                     if key in order:
@@ -746,6 +753,7 @@ QUICK = {
     "client_rounds": 1,
     "split_rounds": 2,
     "stream_mib": 64,
+    "stream_rounds": 1,
     "workers_seconds": 2,
     "workers_rounds": 1,
     "breakdown_handshakes": 20,
@@ -774,7 +782,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-missing", action="store_true", help="leave out the phases whose tools are missing (default: stop)"
     )
-    parser.add_argument("--stream-mib", type=int, default=1024, help="MiB echoed per server")
+    parser.add_argument("--stream-mib", type=int, default=512, help="MiB echoed per server and round")
+    parser.add_argument("--stream-rounds", type=int, default=3, help="stream rounds, interleaved across servers")
     parser.add_argument("--split-rounds", type=int, default=8, help="rounds of 300 in-process handshakes per variant")
     parser.add_argument("--tunnel-idle", type=int, default=2000, help="idle tunnelled connections (tunnel phase)")
     parser.add_argument("--churn-procs", type=int, default=3, help="concurrent handshake clients (tunnel phase)")
@@ -826,6 +835,7 @@ def settings(args: argparse.Namespace, argv: list[str] | None, bench: Bench, dat
         scaling_cores=SCALING_CORES,
         sample_ms=SAMPLE_SECONDS * 1000,
         stream_mib=args.stream_mib,
+        stream_rounds=args.stream_rounds,
         stream_warmup_mib=STREAM_WARMUP_MIB,
         stream_chunk_kib=STREAM_CHUNK_KIB,
         split_rounds=args.split_rounds,

@@ -170,7 +170,9 @@ class TunnelPhases:
             bench.stream(port, 16 * MIB, deadline=120)  # warm-up
             cpu0 = sum(cpu_times(tunnel.pid))
             client0 = children_cpu_seconds()
-            echoed, seconds, negotiated = bench.stream(port, self.args.stream_mib * MIB, deadline=300)
+            echoed, seconds, negotiated = bench.stream(
+                port, self.args.stream_mib * self.args.stream_rounds * MIB, deadline=300
+            )
             cpu1 = sum(cpu_times(tunnel.pid))
             bench.results.tunnel_streams[kind] = StreamResult(
                 kind, echoed, seconds, cpu1 - cpu0, children_cpu_seconds() - client0, negotiated

@@ -101,6 +101,7 @@ def fake_run() -> Results:
             scaling_cores=(1, 2, 4, 8, 16),
             sample_ms=20.0,
             stream_mib=1024,
+            stream_rounds=2,
             stream_warmup_mib=16,
             stream_chunk_kib=64,
             split_rounds=8,
