@@ -520,6 +520,16 @@ def test_crl_input_errors(pki: PKI) -> None:
         )
 
 
+def test_a_crl_that_nothing_would_consult_is_refused(pki: PKI) -> None:
+    """A CRL is a policy on who may talk: where OpenSSL would never read it, it is refused, not ignored."""
+    crl = pki.ca.crl()
+    with pytest.raises(InputError, match="does not ask for any") as err:
+        server_context(cert=pki.server_pem, key=pki.server_key, ca=pki.root_pem, crls=[crl])  # client_auth=none
+    assert "client_auth=optional" in (err.value.fix or "")
+    with pytest.raises(InputError, match="verification is off"):
+        client_context(ca=pki.root_pem, verify=False, crls=[crl])
+
+
 # --- key logging: only when asked -------------------------------------------------------------------------
 
 

@@ -434,3 +434,119 @@ def test_refresher_notices_a_revocation_within_one_interval(published: Published
         while refresher.refreshes < seen + 2 and dt.datetime.now(dt.UTC) < deadline:
             threading.Event().wait(0.02)
         assert [p.code for p in refresher.check(chain).problems] == ["revoked"]
+
+
+# --- the refusal in every mode (a revocation source is a policy on who may talk) ---------------------------------
+
+SOURCES = ["crl-file", "ocsp", "crl-url"]
+
+
+def _server_side_revocation(published: Published, source: str, auth: object) -> tuple[object, object, object]:
+    """The server context, the peer policy and the refresher (or None) for one revocation ``source``."""
+    from tlskit import PeerPolicy, server_context
+
+    leaf = published.leaf()
+    crls = [published.int.crl()] if source == "crl-file" else []
+    ctx = server_context(cert=list(leaf.chain), key=leaf.key, ca=published.root.cert, client_auth=auth, crls=crls)
+    if source == "crl-file":
+        return ctx, None, None
+    refresher = RevocationRefresher(Revocation("ocsp" if source == "ocsp" else "crl"), issuers=[published.root.cert])
+    return ctx, PeerPolicy(check=refresher.peer_check), refresher
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("auth", ["optional", "required"])
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_revoked_client_is_refused_in_every_mode(published: Published, tmp_path: Path, source: str, auth: str,
+                                                    workers: int) -> None:  # fmt: skip
+    """Negative first: a revoked client certificate never reaches the handler, in one process or forked workers,
+    with client certificates optional or required, whether OpenSSL reads a CRL file or the peer check asks online."""
+    from test_policy import Journal, attempt, run
+    from tlskit import client_context, start_server
+
+    good, revoked = (
+        published.leaf("good-client", profile=Profile.CLIENT),
+        published.leaf("gone", profile=Profile.CLIENT),
+    )
+    published.int.revoke(revoked.cert)
+    ctx, policy, refresher = _server_side_revocation(published, source, auth)
+    anchors = published.root.cert
+    clients = {
+        "revoked": client_context(ca=anchors, cert=list(revoked.chain), key=revoked.key),
+        "good": client_context(ca=anchors, cert=list(good.chain), key=good.key),
+        "none": client_context(ca=anchors),
+    }
+    journal = Journal(tmp_path / "journal")
+
+    async def main() -> dict[str, object]:
+        server = await start_server(journal.handler(), "127.0.0.1", 0, context=ctx, policy=policy,  # type: ignore[arg-type]
+                                    on_tls_error=journal.on_error, workers=workers)  # fmt: skip
+        async with server:
+            outcomes = {name: await attempt(server.port, c, send=name.encode()) for name, c in clients.items()}
+            await journal.wait_for(3)
+        return outcomes  # type: ignore[return-value]
+
+    try:
+        outcomes = run(main())
+    finally:
+        if refresher is not None:
+            refresher.close()  # type: ignore[attr-defined]
+    entries = journal.entries()
+    served = sorted(e["received"] for e in entries if e["event"] == "served")
+    codes = sorted(e["code"] for e in entries if e["event"] == "error")
+    assert outcomes["revoked"].reply == b"", outcomes["revoked"]  # type: ignore[attr-defined]
+    assert outcomes["good"].reply == b"echo:good"  # type: ignore[attr-defined]
+    revoked_code = "client_cert_rejected" if source == "crl-file" else "revoked"  # OpenSSL's refusal, or ours
+    if auth == "required":
+        assert served == ["good"], entries
+        assert codes == sorted([revoked_code, "client_cert_required"]), entries
+    else:  # optional: a client without a certificate is served as anonymous; revocation concerns certificates
+        assert served == ["good", "none"], entries
+        assert codes == [revoked_code], entries
+
+
+@pytest.mark.parametrize("verify", [True, False])
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_revoked_server_is_refused_with_verification_on_and_off(published: Published, source: str,
+                                                                  verify: bool) -> None:  # fmt: skip
+    """Client side: a CRL file needs verification (refused up front without it); the online check holds either way."""
+    from test_policy import run
+    from tlskit import PeerPolicy, TLSError, client_context, connect, server_context, start_server
+
+    leaf = published.leaf("localhost")
+    published.int.revoke(leaf.cert)
+    srv = server_context(cert=list(leaf.chain), key=leaf.key)
+    anchors = published.root.cert
+    if source == "crl-file":
+        if not verify:
+            with pytest.raises(InputError, match="verification is off"):
+                client_context(ca=anchors, verify=False, crls=[published.int.crl()])
+            return
+        cctx, policy, refresher = client_context(ca=anchors, crls=[published.int.crl()]), None, None
+    else:
+        cctx = client_context(ca=anchors, verify=verify)
+        refresher = RevocationRefresher(Revocation("ocsp" if source == "ocsp" else "crl"), issuers=[anchors])
+        policy = PeerPolicy(check=refresher.peer_check)
+    served: list[bytes] = []
+
+    async def handler(conn: object) -> None:
+        served.append(await conn.read())  # type: ignore[attr-defined]
+
+    async def main() -> TLSError | None:
+        async with await start_server(handler, "127.0.0.1", 0, context=srv) as server:
+            try:
+                conn = await connect("127.0.0.1", server.port, context=cctx, server_name="localhost", policy=policy)
+            except TLSError as exc:
+                return exc
+            await conn.write(b"secret")  # what a client that accepted the server would send
+            await conn.close()
+            return None
+
+    try:
+        error = run(main())
+    finally:
+        if refresher is not None:
+            refresher.close()
+    assert error is not None, "a revoked server was accepted"
+    assert error.code == "revoked", error  # OpenSSL's verdict (CRL file) and the online check say the same
+    assert all(b"secret" not in data for data in served), served

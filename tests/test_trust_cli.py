@@ -15,6 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
 from conftest import PKI, TLSKIT
 from test_cli_net import TIMEOUT, client_args, serve, server_args, tlskit
 from tlskit.pki.certs import Profile
@@ -43,6 +45,16 @@ def test_allow_list_without_client_auth_is_a_usage_error(pki: PKI) -> None:
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     # The library's fix names parameters (client_auth=...); the command line names flags.
     assert "--client-auth optional" in result.stderr and "client_auth=" not in result.stderr, result.stderr
+
+
+def test_insecure_connect_with_a_crl_is_a_usage_error(pki: PKI, tmp_path: Path) -> None:
+    # With --insecure nothing would read the CRL: a revoked server would be served the input, so refuse up front.
+    crl = tmp_path / "int.crl"
+    crl.write_bytes(pki.ca.crl().public_bytes(serialization.Encoding.PEM))
+    result = tlskit("connect", "127.0.0.1:9", "--insecure", "--crl", str(crl), stdin=b"secret\n")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "--crl" in result.stderr and "--insecure" in result.stderr and "crls=" not in result.stderr, result.stderr
 
 
 def test_insecure_connect_with_a_wrong_pin_sends_nothing_and_fails(pki: PKI) -> None:

@@ -53,6 +53,7 @@ _FLAGS = {
     "keylog": "--keylog",
     "verify": "--insecure",
     "crl_url": "--crl-url",
+    "crls": "--crl",
     "ocsp_url": "--ocsp-url",
     "issuer_url": "--issuer-url",
     "interval": "--revocation-interval",
@@ -60,6 +61,7 @@ _FLAGS = {
 _PARAMETER = re.compile(r"\b(?P<name>[a-z][a-z_]*)=(?P<value>[A-Za-z0-9][\w.-]*)?")
 _SPECIAL = {
     "verify=True": "verification on (no --insecure)",
+    "verify=False": "--insecure",
     "profile=Profile.CLIENT": "tlskit ca issue --client",
     "profile=Profile.SERVER": "tlskit ca issue without --client",
 }

@@ -435,6 +435,12 @@ def server_context(
             f"client_auth={auth.value} needs trust anchors for client certificates", fix="pass ca= (the client CA)"
         )
     revoked = _load_crls(crls)
+    if revoked and auth is ClientAuth.NONE:
+        # A CRL here lists client certificates; a server that asks for none would never consult it.
+        raise InputError(
+            "a CRL (crls=) revokes client certificates, and this server does not ask for any",
+            fix="pass client_auth=optional or client_auth=required with ca=, or drop crls=",
+        )
     crl_flags = _CRL_FLAGS[CrlCheck.parse(crl_check)]
     identity = _load_identity(cert, key, passphrase)
     sni_identities: dict[str, tuple[list[x509.Certificate], PrivateKey]] = {}
@@ -514,6 +520,13 @@ def client_context(
     if verify and not anchors and not use_system:
         raise InputError("system_trust=False and no ca= leaves nothing to trust", fix="pass ca= or allow system_trust")
     revoked = _load_crls(crls)
+    if revoked and not verify:
+        # OpenSSL consults CRLs while it verifies; with verification off a revoked server would be accepted.
+        raise InputError(
+            "a CRL (crls=) is checked while the server's certificate is verified, and verification is off "
+            "(verify=False)",
+            fix="drop crls=, or keep verify=True",
+        )
     crl_flags = _CRL_FLAGS[CrlCheck.parse(crl_check)]
     identity = _load_identity(cert, key, passphrase) if cert is not None and key is not None else None
 
