@@ -12,8 +12,10 @@ the machine does not pick a winner.
 A variant is ``raw`` (a bare ``SSLContext.wrap_bio`` object) or ``engine`` (``tlskit.net.engine.TLSEngine``),
 both on a ``tlskit.server_context``, then optional ``:knob,knob``: ``tickets0``/``tickets1``/``tickets2``
 (``num_tickets``; without one, server_context's own), ``noautochain`` (``SSL_MODE_NO_AUTO_CHAIN``), ``sni``
-(tlskit's SNI-capture callback; ``engine`` has it unless ``nosni``).  For each variant the session tickets its
-server really sends are counted once (records after the client's Finished, with tlskit's record parser).
+(tlskit's SNI-capture callback; ``engine`` has it unless ``nosni``), ``resume`` (the client offers the ticket it
+got from the previous handshake, so every timed handshake is a TLS 1.3 resumption; checked).  For each variant
+the session tickets its server really sends are counted once (records after the client's Finished, with tlskit's
+record parser).
 
 ``--tsv`` prints ``variant<TAB>num_tickets<TAB>tickets sent<TAB>µs per handshake of each round, comma-separated``.
 """
@@ -89,13 +91,19 @@ def tickets_sent(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, *, engi
     return sum(1 for e in events if isinstance(e, Record) and e.content_type is ContentType.APPLICATION_DATA)
 
 
-def server_seconds(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, count: int, *, engine: bool) -> float:
-    """Server CPU seconds for ``count`` full handshakes (ClientHello -> flight, client Finished -> tickets)."""
+def server_seconds(
+    server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, count: int, *, engine: bool, resume: bool = False
+) -> float:
+    """Server CPU seconds for ``count`` handshakes (ClientHello -> flight, client Finished -> tickets).
+
+    With ``resume`` the client offers the session of the previous handshake (its ticket), and each one must resume.
+    """
     clock = time.process_time
     total = 0.0
+    session = _first_session(server_ctx, client_ctx) if resume else None
     for _ in range(count):
         c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        client = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost")
+        client = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost", session=session)
         with contextlib.suppress(ssl.SSLWantReadError):
             client.do_handshake()
         hello = c_out.read()
@@ -119,13 +127,45 @@ def server_seconds(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, count
         start = clock()
         if engine:
             server.receive(finished)
-            server.data_to_send()
+            tickets = server.data_to_send()
         else:
             s_in.write(finished)
             server.do_handshake()
-            s_out.read()
+            tickets = s_out.read()
         total += clock() - start
+        if resume:
+            if not client.session_reused:
+                raise SystemExit("resume: the server did not resume the session")
+            session = _take_tickets(client, c_in, tickets)
     return total
+
+
+def _take_tickets(client: ssl.SSLObject, c_in: ssl.MemoryBIO, tickets: bytes) -> ssl.SSLSession:
+    """Let the client read the server's tickets (TLS 1.3 sends them after the handshake); its newest session."""
+    c_in.write(tickets)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client.read(1)
+    session = client.session
+    if session is None:
+        raise SystemExit("resume: the server sent no ticket")
+    return session
+
+
+def _first_session(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> ssl.SSLSession:
+    """One full handshake, untimed, for the ticket the first resumption offers."""
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost")
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(3):
+        with contextlib.suppress(ssl.SSLWantReadError):
+            client.do_handshake()
+        s_in.write(c_out.read())
+        with contextlib.suppress(ssl.SSLWantReadError):
+            server.do_handshake()
+        if client.version() is not None and server.version() is not None:
+            break
+        c_in.write(s_out.read())
+    return _take_tickets(client, c_in, s_out.read())
 
 
 def main() -> None:
@@ -143,14 +183,17 @@ def main() -> None:
         ca = CertificateAuthority.create_root(None, name="micro root")
         cert, key = ca.issue(["localhost"]).write(Path(tmp) / "server")
         contexts = {}
+        resumed = set()
         for variant in args.variants:
             kind, _, knobs = variant.partition(":")
             engine = kind == "engine"
             contexts[variant] = (make_context(cert, key, set(knobs.split(",")), engine=engine), engine)
+            if "resume" in knobs.split(","):
+                resumed.add(variant)
         rounds: dict[str, list[float]] = {v: [] for v in args.variants}
         for _ in range(args.rounds):
             for variant, (ctx, engine) in contexts.items():
-                seconds = server_seconds(ctx, client_ctx, args.count, engine=engine)
+                seconds = server_seconds(ctx, client_ctx, args.count, engine=engine, resume=variant in resumed)
                 rounds[variant].append(seconds / args.count * 1e6)
         sent = {v: tickets_sent(ctx, client_ctx, engine=engine) for v, (ctx, engine) in contexts.items()}
     for variant, values in rounds.items():

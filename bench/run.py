@@ -742,7 +742,7 @@ class SettingsMismatch(RuntimeError):
 
 PHASES = ("memory", "handshake", "clients", "split", "stream", "scale", "workers", "breakdown", "example", "tunnel")
 # handshake_micro.py variants: bare OpenSSL with two, one and no session tickets, and tlskit's engine.
-SPLIT_VARIANTS = ("raw:tickets2", "raw:tickets1", "raw:tickets0", "engine")
+SPLIT_VARIANTS = ("raw:tickets2", "raw:tickets1", "raw:tickets0", "engine", "raw:tickets1,resume", "engine:resume")
 QUICK = {
     "idle": 200,
     "scale": 1000,

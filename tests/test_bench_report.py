@@ -193,6 +193,8 @@ def fake_run() -> Results:
             "raw:tickets1": SplitResult("raw:tickets1", 1, 1, (162.0, 163.3, 164.0)),
             "raw:tickets0": SplitResult("raw:tickets0", 0, 0, (147.2, 147.9, 149.0)),
             "engine": SplitResult("engine", 1, 1, (164.1, 165.2, 170.4)),
+            "raw:tickets1,resume": SplitResult("raw:tickets1,resume", 1, 1, (131.0, 132.4, 133.9)),
+            "engine:resume": SplitResult("engine:resume", 1, 1, (160.2, 163.0, 166.1)),
         },
         foreign={"memory tlskit": (3.8, 0.04), "handshakes node (round 1)": (7.5, 0.05)},
         total_seconds=151.4,
