@@ -8,12 +8,16 @@ only certificates your test issued itself (revocations show up on every later CR
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
-from collections.abc import Callable, Sequence
+import socketserver
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from cryptography import x509
@@ -176,3 +180,41 @@ def tlskit_env() -> dict[str, str]:
     env.pop("TLSKIT_PASSPHRASE", None)
     env["NO_COLOR"] = "1"
     return env
+
+
+# --- plaintext services in the test process ------------------------------------------------------------------
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        server: Any = self.server
+        server.connections += 1
+        with contextlib.suppress(OSError):
+            while data := self.request.recv(65536):
+                self.request.sendall(data)
+
+
+class _Counting(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    connections = 0
+
+
+S = TypeVar("S", bound=socketserver.BaseServer)
+
+
+@contextlib.contextmanager
+def serving(server: S) -> Iterator[S]:
+    """``server`` answering from a thread until the block ends."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def echo_target() -> contextlib.AbstractContextManager[_Counting]:
+    """A plaintext TCP echo on 127.0.0.1 (a thread per connection) that counts its connections."""
+    return serving(_Counting(("127.0.0.1", 0), _Echo))

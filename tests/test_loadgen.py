@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import PKI, TLSKIT
+from conftest import PKI, TLSKIT, echo_target
 from peers import openssl_server, port_from_port_line, requires, running, tool
 from test_cli_net import serve, server_args
 from tlskit.cli.bench_cmds import parse_size
@@ -51,41 +48,12 @@ def check_phase(phase: dict[str, Any], count: int, *, tls: bool = True) -> None:
     assert phase["first_byte"]["p50"] >= phase["tcp_connect"]["p50"]
 
 
-@contextmanager
-def plain_echo() -> Iterator[int]:
-    """A plaintext echo service on 127.0.0.1 (a thread per connection), for --plain-port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def handle(conn: socket.socket) -> None:
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
-
-
 def test_against_tlskit_serve_with_resumption_bulk_and_a_plaintext_port(pki: PKI) -> None:
-    with serve(*server_args(pki, "--echo")) as server, plain_echo() as plain:
+    with serve(*server_args(pki, "--echo")) as server, echo_target() as plain:
         code, report, err = bench(
             f"127.0.0.1:{server.port}", "--ca", pki.root_pem, "--servername", "localhost",
-            "--connections", 60, "--concurrency", 4, "--resume", "--bytes", "2M", "--plain-port", plain,
+            "--connections", 60, "--concurrency", 4, "--resume", "--bytes", "2M",
+            "--plain-port", plain.server_address[1],
         )  # fmt: skip
         resumed_on_server = server.output.count("resumed=yes")
     assert code == 0, err

@@ -17,7 +17,6 @@ import re
 import shutil
 import signal
 import socket
-import socketserver
 import ssl
 import subprocess
 import threading
@@ -26,12 +25,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import PKI, TLSKIT
+from conftest import PKI, TLSKIT, echo_target, serving
 from peers import CURL, NODE, OPENSSL, Peer, openssl_server, port_from_port_line, requires, running, start
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -54,40 +53,6 @@ def metrics_port(peer: Peer) -> int:
 
 
 # --- plaintext targets (threads in the test process, counting what reaches them) ----------------------------
-
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        server: Any = self.server
-        server.connections += 1
-        with contextlib.suppress(OSError):
-            while data := self.request.recv(65536):
-                self.request.sendall(data)
-
-
-class _Counting(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    connections = 0
-
-
-S = TypeVar("S", bound=socketserver.BaseServer)
-
-
-@contextlib.contextmanager
-def serving(server: S) -> Iterator[S]:
-    """``server`` answering from a thread until the block ends."""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def echo_target() -> contextlib.AbstractContextManager[_Counting]:
-    return serving(_Counting(("127.0.0.1", 0), _Echo))
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
