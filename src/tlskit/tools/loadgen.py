@@ -280,6 +280,17 @@ class _Tally:
     protocol: str | None = None
     cipher: str | None = None
 
+    def fail(self, exc: BaseException, deadline: _Deadline) -> None:
+        """Count a failed attempt under its problem code; a cancellation that is not our deadline goes on."""
+        if isinstance(exc, asyncio.CancelledError):
+            if not deadline.expired():
+                raise exc
+            self.failures["timeout"] += 1
+        elif isinstance(exc, TLSError):  # before OSError: a TLSError is an ssl.SSLError, an OSError
+            self.failures[exc.code] += 1
+        else:
+            self.failures[type(exc).__name__] += 1
+
 
 class _Deadline:
     """One worker's time limit per connection: cancels the worker's task when an attempt runs too long.
@@ -351,16 +362,8 @@ class _Runner:
                     raise ConnectionResetError("the service closed without answering")
                 first = time.perf_counter()
             kept = await self._session_of(conn) if keep and not conn.session_reused else None
-        except asyncio.CancelledError:
-            if not deadline.expired():
-                raise
-            tally.failures["timeout"] += 1
-            return
-        except TLSError as exc:
-            tally.failures[exc.code] += 1
-            return
-        except OSError as exc:
-            tally.failures[type(exc).__name__] += 1
+        except (asyncio.CancelledError, OSError) as exc:  # TLSError included
+            tally.fail(exc, deadline)
             return
         finally:
             deadline.disarm()
@@ -417,13 +420,8 @@ class _Runner:
                     first = await protocol.first
             finally:
                 transport.close()
-        except asyncio.CancelledError:
-            if not deadline.expired():
-                raise
-            tally.failures["timeout"] += 1
-            return
-        except OSError as exc:
-            tally.failures[type(exc).__name__] += 1
+        except (asyncio.CancelledError, OSError) as exc:
+            tally.fail(exc, deadline)
             return
         finally:
             deadline.disarm()
