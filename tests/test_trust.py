@@ -16,12 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
 from conftest import PKI, ROOT, TLSKIT
 from peers import Peer, running, tool
 from tlskit.pki.files import load_certificates
-from tlskit.tools.trust import Outcome, Store, TrustStores, install, status, trust_name, uninstall
+from tlskit.tools.trust import _JVM_QUICK_START, Outcome, Store, TrustStores, install, status, trust_name, uninstall
 
 EXAMPLES = ROOT / "examples"
 
@@ -49,6 +48,45 @@ def test_a_certificate_that_is_not_a_ca_is_refused(pki: PKI, tmp_path: Path) -> 
         f"tlskit: error: {pki.server_pem}: 'localhost' is not a CA certificate (basicConstraints CA:false), so it "
         "cannot be trusted as one: trust the CA that issued it (its ca.pem)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("what", "said"),
+    [
+        ("missing", "no such certificate file"),
+        ("key", "found a private key"),
+        ("directory", "is a directory"),
+        ("empty", "not a readable certificate"),
+        ("two-cas", "holds 2 certificates"),
+    ],
+)
+def test_bad_ca_files_are_one_line_errors(pki: PKI, tmp_path: Path, what: str, said: str) -> None:
+    files = {
+        "missing": tmp_path / "missing.pem",
+        "key": pki.root_dir / "ca-key.pem",
+        "directory": tmp_path,
+        "empty": Path("/dev/null"),
+        "two-cas": tmp_path / "two.pem",
+    }
+    files["two-cas"].write_bytes(pki.root_pem.read_bytes() + pki.other_root_pem.read_bytes())
+    for action in ("install", "status", "uninstall"):
+        done = _tlskit("ca", "trust", action, str(files[what]), "--store", "nss", home=tmp_path)
+        assert done.returncode == 2 and done.stdout == "", (action, done)
+        assert len(done.stderr.splitlines()) == 1 and said in done.stderr and "Traceback" not in done.stderr, (
+            done.stderr
+        )
+    assert not (tmp_path / ".pki").exists()  # nothing was created on the way
+
+
+def test_a_store_that_fails_makes_the_command_exit_1(pki: PKI, tmp_path: Path) -> None:
+    nssdb = tmp_path / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    for name in ("cert9.db", "key4.db"):  # not SQLite: certutil cannot open this database
+        (nssdb / name).write_text("junk")
+    tool("certutil")
+    done = _tlskit("ca", "trust", "install", str(pki.root_pem), "--store", "nss", home=tmp_path)
+    assert done.returncode == 1, done
+    assert "could not change (certutil failed:" in done.stderr, done
 
 
 def test_absent_stores_are_reported_not_failed(pki: PKI, tmp_path: Path) -> None:
@@ -131,7 +169,7 @@ def keystore(pki: PKI, tmp_path: Path) -> Path:
     path = tmp_path / "cacerts"
     argv = [
         keytool,
-        "-J-XX:TieredStopAtLevel=1",
+        *_JVM_QUICK_START,
         "-importcert",
         "-noprompt",
         "-alias",
@@ -155,12 +193,16 @@ def test_java_keystore_copy(pki: PKI, tmp_path: Path, keystore: Path) -> None:
     assert _outcomes(install(pki.root.cert, stores=java, where=where)) == [Outcome.ADDED]
     assert _outcomes(install(pki.root.cert, stores=java, where=where)) == [Outcome.PRESENT]
     assert _outcomes(uninstall(pki.root.cert, stores=java, where=where)) == [Outcome.REMOVED]
-    listed = subprocess.run(["keytool", "-list", "-keystore", str(keystore), "-storepass", "changeit"],
+    listed = subprocess.run([tool("keytool"), "-list", "-keystore", str(keystore), "-storepass", "changeit"],
                             capture_output=True, text=True, check=True)  # fmt: skip
     assert "someone-else" in listed.stdout and "tlskit-" not in listed.stdout
+    # A keystore keytool cannot open is a failure for every action, never "not present" (a CA still trusted).
+    assert _outcomes(install(pki.root.cert, stores=java, where=where)) == [Outcome.ADDED]
     wrong = TrustStores(home=tmp_path, java_keystore=keystore, java_storepass="wrong")
-    [failed] = install(pki.root.cert, stores=java, where=wrong)
-    assert failed.outcome is Outcome.FAILED and "keytool failed" in failed.detail
+    for action in (install, status, uninstall):
+        [failed] = action(pki.root.cert, stores=java, where=wrong)
+        assert failed.outcome is Outcome.FAILED and "password was incorrect" in failed.detail, (action, failed)
+    assert _outcomes(status(pki.root.cert, stores=java, where=where)) == [Outcome.PRESENT]
 
 
 # --- a real browser ------------------------------------------------------------------------------------------
@@ -217,7 +259,7 @@ def test_chromium_trusts_the_ca_after_trust_install(https_page: tuple[Peer, Path
     assert "ERR_CERT_AUTHORITY_INVALID" in log and "Unauthorized" not in dom
 
 
-def test_cli_status_lists_every_store(pki: PKI, tmp_path: Path) -> None:
+def test_cli_status_of_the_nss_store(pki: PKI, tmp_path: Path) -> None:
     _new_nssdb(tmp_path / ".pki" / "nssdb")
     done = _tlskit("ca", "trust", "install", str(pki.root_pem), "--store", "nss", home=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -226,4 +268,3 @@ def test_cli_status_lists_every_store(pki: PKI, tmp_path: Path) -> None:
         f"{pki.root_pem}: {trust_name(pki.root.cert)}",
         f"nss     sql:{tmp_path}/.pki/nssdb: trusted, installed by tlskit (nickname {trust_name(pki.root.cert)})",
     ]
-    assert isinstance(pki.root.cert, x509.Certificate)

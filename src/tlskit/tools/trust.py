@@ -330,7 +330,7 @@ def _nss_one(certutil: str, db: str, nickname: str, cert: x509.Certificate, acti
 
 
 # keytool is a JVM started per command: these halve its start-up time and change nothing it does.
-_JVM_QUICK_START = ("-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-J-Xshare:auto")
+_JVM_QUICK_START = ("-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC")
 
 
 def _java_keystore(where: TrustStores) -> Path | None:
@@ -361,7 +361,12 @@ def _java(cert: x509.Certificate, where: TrustStores, action: str) -> list[Store
     def result(outcome: Outcome, detail: str = "") -> list[StoreResult]:
         return [StoreResult(Store.JAVA, str(keystore), outcome, detail)]
 
-    there = _run([keytool, "-list", *common]).ok
+    listed = _run([keytool, "-list", *common])
+    there = listed.ok
+    # keytool fails both for a missing alias and for a keystore it cannot read (a wrong -storepass): only the
+    # first means "not there"; taking the second for it would report a trusted CA as gone.
+    if not there and "does not exist" not in listed.output:
+        return result(Outcome.FAILED, f"keytool failed: {_last_line(listed.output)}")
     if action == "status" or (action == "install" and there) or (action == "uninstall" and not there):
         return result(Outcome.PRESENT if there else Outcome.NOT_PRESENT, f"alias {alias}")
     if action == "install":
