@@ -100,3 +100,55 @@ def test_a_record_announced_but_not_sent_is_waited_for(pki: PKI) -> None:
     assert server._partial == len(record) - 1
     assert server.receive(record[-1:]) == [b"hello"]
     assert server._partial == 0
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # not a TLS record at all
+        b"\x17\x03\x03\xff\xff" + b"x" * 100,  # application data announcing more than any record may hold
+    ],
+)
+def test_bytes_that_are_no_tls_record_fail_at_once(pki: PKI, garbage: bytes) -> None:
+    """The record tracking never makes the engine wait for the rest of something that is not a record."""
+    fed_server, fed_client = bytearray(), bytearray()
+    _, server = _recorded_pair(pki, TLS1_3, fed_server, fed_client)
+    with pytest.raises(ssl.SSLError):  # not [] while waiting for thousands of bytes that will never come
+        server.receive(garbage)
+
+
+@pytest.mark.parametrize("version", [TLS1_2, TLS1_3])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_handshake_itself_cut_anywhere(pki: PKI, version: ssl.TLSVersion, seed: int) -> None:
+    """Every flight, the handshake's included, cut at random places: the engines finish it and the data arrives.
+
+    (Only liveness and the plaintext are checked here: OpenSSL consumes a partial handshake record itself, so the
+    record tracking has nothing to compare against until the connection is open.)"""
+    rng = random.Random(seed)
+    server_ctx = server_context(cert=pki.server_pem, key=pki.server_key, min_version=version, max_version=version)
+    client_ctx = client_context(ca=pki.root_pem, min_version=version, max_version=version)
+    client = TLSEngine(client_ctx, server_side=False, server_hostname="localhost")
+    server = TLSEngine(server_ctx, server_side=True)
+    client.start()
+    got_server, got_client = bytearray(), bytearray()
+
+    def cut(engine: TLSEngine, data: bytes, into: bytearray) -> None:
+        i = 0
+        while i < len(data):
+            step = rng.choice((1, 3, 5, 6, rng.randint(7, 400), rng.randint(400, 5000)))
+            for chunk in engine.receive(data[i : i + step]):
+                into += chunk
+            i += step
+
+    for _ in range(10):
+        cut(server, client.data_to_send(), got_server)
+        cut(client, server.data_to_send(), got_client)
+        if client.handshake_complete and server.handshake_complete:
+            break
+    assert client.handshake_complete and server.handshake_complete
+    # Finished and the first application data in the same flight, cut anywhere.
+    client.encrypt(b"first" * 5000)
+    cut(server, client.data_to_send(), got_server)
+    server.encrypt(b"back" * 5000)
+    cut(client, server.data_to_send(), got_client)
+    assert bytes(got_server) == b"first" * 5000 and bytes(got_client) == b"back" * 5000

@@ -41,6 +41,7 @@ RECORD = 16 * 1024
 encrypted in pieces of this size, so that every record but the last is full (a piece one byte longer would
 cost a second, tiny record: its own header, tag and AEAD call, on both sides)."""
 _READ_SIZE = RECORD
+_MAX_CIPHERTEXT = 2**14 + 2048  # the largest record body TLS allows (RFC 5246 6.2.3; TLS 1.3's is smaller)
 
 # ssl.SSLContext.verify_mode converts to an enum on every access; handshakes read the raw int instead.
 _raw_verify_mode = getattr(ssl, "_ssl")._SSLContext.verify_mode.__get__  # noqa: B009
@@ -152,9 +153,15 @@ class TLSEngine:
         such read raises ``SSLWantReadError``, an exception object built in C: a bulk transfer would pay for one
         per slice).  A record is 5 header bytes (its length in the last two) and that many body bytes; the scan
         jumps from header to header, a step or two per slice.
+
+        A header no TLS record can have (an unknown content type, a length over the protocol's maximum: plain HTTP,
+        garbage) ends the tracking for good: ``_partial`` stays 0, so OpenSSL reads the bytes and rejects them at
+        once with its own error, instead of the engine waiting for a record that will never be complete.
         """
         n = len(data)
         left = self._rec_left  # body bytes the record being received still lacks (0: a header comes next)
+        if left < 0:  # not a TLS record stream any more: OpenSSL decides
+            return
         if left > n:
             self._rec_left = left - n
             self._partial += n
@@ -169,19 +176,29 @@ class TLSEngine:
                 return
             header += bytes(data[i : i + need])
             i += need
+            if not 20 <= header[0] <= 24 or (header[3] << 8) | header[4] > _MAX_CIPHERTEXT:
+                self._untrack()
+                return
             end = i + ((header[3] << 8) | header[4])
             if end > n:
                 self._rec_header, self._rec_left, self._partial = b"", end - n, 5 + n - i
                 return
             i = end
         while i + 5 <= n:
-            end = i + 5 + ((data[i + 3] << 8) | data[i + 4])
+            length = (data[i + 3] << 8) | data[i + 4]
+            if not 20 <= data[i] <= 24 or length > _MAX_CIPHERTEXT:
+                self._untrack()
+                return
+            end = i + 5 + length
             if end > n:
                 self._rec_header, self._rec_left, self._partial = b"", end - n, n - i
                 return
             i = end
         self._rec_header = bytes(data[i:n])
         self._rec_left, self._partial = 0, n - i
+
+    def _untrack(self) -> None:
+        self._rec_header, self._rec_left, self._partial = b"", -1, 0
 
     def _pump(self, chunks: list[bytes]) -> None:
         if self._state is _HANDSHAKING and not self._step_handshake():
