@@ -272,8 +272,11 @@ def test_busy_port(pki: PKI, busy_port: int, loop: str) -> None:
     tunnel = ["tunnel", "--listen", f"127.0.0.1:{busy_port}", "--target", "127.0.0.1:9", "--ca", pki.root_pem]
     server = cli([tunnel[0], "server", *tunnel[1:], "--cert", pki.server_pem, "--key", pki.server_key], loop=loop)
     client = cli([tunnel[0], "client", *tunnel[1:]], loop=loop)
-    for line in (serve, tap, server, client):
+    metrics = ["--listen", "127.0.0.1:0", "--target", "127.0.0.1:9", "--metrics", f"127.0.0.1:{busy_port}"]
+    metrics_line = cli(["tunnel", "client", *metrics], loop=loop)  # the tunnel listens; its metrics cannot
+    for line in (serve, tap, server, client, metrics_line):
         assert f"cannot listen on 127.0.0.1:{busy_port}: the port is already in use" in line
+    assert "--metrics" in metrics_line, metrics_line
 
 
 def privileged_port() -> int:

@@ -164,6 +164,8 @@ class LoadResult:
     done: int = 0
     failures: list[str] = field(default_factory=list)
     serials: set[int] = field(default_factory=set)
+    after_reload: list[int] = field(default_factory=list)
+    """For each reload: the connections begun after it (and before the next) that completed."""
 
 
 async def reload_under_load(
@@ -184,10 +186,12 @@ async def reload_under_load(
             port = port_of(group)
             stop = asyncio.Event()
             payload = b"x" * size
+            completed = asyncio.Event()  # set when a connection of the current reload's generation completes
 
             async def load() -> None:
                 ctx = client_context(ca=pki.root_pem)
                 while not stop.is_set():
+                    generation = len(result.after_reload)
                     try:
                         conn = await connect("127.0.0.1", port, context=ctx, server_name="localhost")
                         leaf = conn.peer_certificate
@@ -197,6 +201,9 @@ async def reload_under_load(
                         assert await conn.readexactly(size) == payload
                         await conn.close()
                         result.done += 1
+                        if generation and generation == len(result.after_reload):
+                            result.after_reload[-1] += 1
+                            completed.set()
                     except (OSError, TLSError, AssertionError, asyncio.IncompleteReadError) as exc:
                         result.failures.append(repr(exc))
 
@@ -209,6 +216,11 @@ async def reload_under_load(
                     pki.ca.issue(["localhost"]).write(tmp_path / f"new{i}")
                     os.replace(tmp_path / f"new{i}-key.pem", key)
                     os.replace(tmp_path / f"new{i}.pem", cert)
+                completed.clear()
+                result.after_reload.append(0)
+                # Served after this reload?  Waited for (generously bounded), not expected within the interval.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(completed.wait(), 30)
             await asyncio.sleep(2 * watch_interval + 0.1)
             stop.set()
             await asyncio.gather(*tasks)

@@ -22,6 +22,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from ...errors import NetworkError
+from ...net.explain import network_error
+
 __all__ = ["MetricsServer", "TunnelCounters", "TunnelMetrics", "start_metrics_server"]
 
 HANDSHAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -198,8 +201,20 @@ class MetricsServer:
 
 
 async def start_metrics_server(metrics: TunnelMetrics, host: str, port: int) -> MetricsServer:
-    """Serve ``metrics`` on ``host:port`` (port 0: the OS picks; see :attr:`MetricsServer.address`)."""
+    """Serve ``metrics`` on ``host:port`` (port 0: the OS picks; see :attr:`MetricsServer.address`).
+
+    A busy port or an unresolvable host raises :class:`~tlskit.errors.NetworkError` naming ``metrics=``.
+    """
     server = MetricsServer(metrics)
-    server._server = await asyncio.start_server(server._handle, host, port)
+    try:
+        server._server = await asyncio.start_server(server._handle, host, port)
+    except OSError as exc:  # the words every listener of tlskit uses, and which listener it was
+        raise _metrics_error(network_error(exc, action="listen", host=host, port=port)) from exc
     server.address = server._server.sockets[0].getsockname()
     return server
+
+
+def _metrics_error(error: NetworkError) -> NetworkError:
+    """``error`` (still the OSError subclass it was) saying it is the metrics endpoint that cannot listen."""
+    kind = type(error)
+    return kind(f"metrics endpoint (metrics=): {error.message}", code=error.code, fix=error.fix, errno=error.errno)

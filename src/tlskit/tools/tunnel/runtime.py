@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -19,13 +20,14 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from ...errors import InputError, TLSError, TlskitError
+from ...errors import InputError, NetworkError, TLSError, TlskitError
 from ...net.client import connect
 from ...net.explain import network_error
 from ...net.policy import REFUSAL_CODES, PeerPolicy
-from ...net.server import Server, start_server
+from ...net.server import Server, _Refused, format_peer, start_server
+from ...pki.problems import Code
 from .events import ConnectionRecord, log, log_event, log_failure
 from .metrics import MetricsServer, TunnelCounters, TunnelMetrics, start_metrics_server
 from .proxy import CLIENT_CERT_CONN, CLIENT_CERT_SESS, CLIENT_SSL, SSLInfo, build
@@ -132,8 +134,10 @@ class Tunnel:
         Live connections keep what they started with.  On failure the old configuration stays and one line says why.
         """
         new = self.spec if spec is None else spec
-        if not new.same_listener(self.spec):
-            log.error("[%s] reload: listen=, mode= and workers= need a restart; keeping the current ones", self.name)
+        changed = self.spec.restart_needed(new)
+        if changed:
+            names = " and ".join(", ".join(f"{name}=" for name in changed).rsplit(", ", 1))
+            log.error("[%s] reload: changing %s needs a restart; keeping the current configuration", self.name, names)
             return False
         old, self.spec = self.spec, new  # before _apply: workers forked by a rolling restart copy this spec
         try:
@@ -232,11 +236,6 @@ class ServerTunnel(Tunnel):
             await self.server.close(deadline=self.spec.drain_timeout if deadline is None else deadline)
 
 
-class _Refused(asyncio.Protocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        cast(asyncio.Transport, transport).abort()
-
-
 class ClientTunnel(Tunnel):
     """Plaintext in (TCP or a Unix socket), TLS to the target, resuming the last session."""
 
@@ -258,7 +257,10 @@ class ClientTunnel(Tunnel):
             with contextlib.suppress(FileNotFoundError):
                 if os.path.exists(listen.path) and _is_stale_socket(listen.path):
                     os.unlink(listen.path)
-            self._listener = await loop.create_unix_server(self._accept, listen.path)
+            try:
+                self._listener = await loop.create_unix_server(self._accept, listen.path)
+            except OSError as exc:  # no such directory, no permission, a path too long for a socket
+                raise _unix_listen_error(exc, listen.path) from exc
             self.address = listen.path
         else:
             try:
@@ -273,8 +275,10 @@ class ClientTunnel(Tunnel):
         self._context, self._policy, self.session = context, policy, None
 
     def _accept(self) -> asyncio.BaseProtocol:
+        if not self.accepting:  # draining: no new connections, and no limit to speak of
+            return _Refused()
         limit = self.spec.max_connections
-        if not self.accepting or (limit is not None and len(self._relays) >= limit):
+        if limit is not None and len(self._relays) >= limit:
             now = time.monotonic()
             if now - self._refused_logged >= 1.0:
                 self._refused_logged = now
@@ -292,7 +296,7 @@ class ClientTunnel(Tunnel):
         await asyncio.sleep(0)  # connection_made has run
         plain = relay.plain
         peer = plain.get_extra_info("peername") if plain is not None else None
-        peer = peer or "unix"
+        peer = format_peer(peer or "unix")
         target = spec.target
         assert target.host is not None
         try:
@@ -307,21 +311,20 @@ class ClientTunnel(Tunnel):
             )
         except TLSError as exc:
             self._tls_failed(exc, (target.host, target.port))
-            self._drop(relay, plain)
+            self._drop(relay)
             return
         except OSError as exc:
             self.counters.target_failures += 1
             log_event(
                 logging.WARNING,
-                f"[{self.name}] {_peer_text(peer)}: cannot connect to target {target}: {_why(exc)}",
-                {"event": "target_failed", "tunnel": self.name, "peer": _peer_text(peer), "target": str(target),
+                f"[{self.name}] {peer}: cannot connect to target {target}: {_why(exc)}",
+                {"event": "target_failed", "tunnel": self.name, "peer": peer, "target": str(target),
                  "error": _why(exc)},
             )  # fmt: skip
-            self._drop(relay, plain)
+            self._drop(relay)
             return
         self.counters.opened(time.monotonic() - started)
         record = ConnectionRecord.of(self.name, peer, str(target), conn)
-        record.peer = _peer_text(peer)
         if plain is None or plain.is_closing():
             conn.abort()
             record.ended = "client gone before the target answered"
@@ -339,7 +342,7 @@ class ClientTunnel(Tunnel):
 
         relay.done.add_done_callback(finished)
 
-    def _drop(self, relay: Relay, plain: asyncio.Transport | None) -> None:
+    def _drop(self, relay: Relay) -> None:
         self._relays.discard(relay)
         relay.refuse()
 
@@ -362,10 +365,19 @@ class ClientTunnel(Tunnel):
                 os.unlink(self.spec.listen.path)
 
 
-def _peer_text(peer: Any) -> str:
-    from ...net.server import format_peer
-
-    return format_peer(peer) if peer else "unix"
+def _unix_listen_error(exc: OSError, path: str) -> NetworkError:
+    """Why a Unix socket cannot be made at ``path``, naming listen= (the words of :func:`network_error` speak of
+    hosts and ports)."""
+    where = f"listen=unix:{path}: cannot listen there"
+    number = exc.errno
+    if number == errno.ENOENT:
+        message, fix = f"{where}: the directory {os.path.dirname(path) or '.'} does not exist", "create it first"
+    elif number in (errno.EACCES, errno.EPERM):
+        message, fix = f"{where}: permission denied", "choose a directory this user may create files in"
+    else:
+        why = os.strerror(number) if number and number > 0 else str(exc) or type(exc).__name__
+        message, fix = f"{where}: {why}", "check the path (a socket's path must be short, in a directory that exists)"
+    return NetworkError(message, code=str(Code.NETWORK_ERROR), fix=f"{fix}, or choose another path", errno=number)
 
 
 def _is_stale_socket(path: str) -> bool:

@@ -201,7 +201,9 @@ class TunnelSpec:
             if self.policy() is not None and self.effective_client_auth is ClientAuth.NONE:
                 raise InputError(
                     "an allow-list or pins need client certificates, and this tunnel does not ask for them",
-                    fix="give ca= (client certificates are then required), or client_auth=optional",
+                    fix="use client_auth=optional or client_auth=required"
+                    if self.ca  # ca= is given: client_auth=none is what turned them off
+                    else "give ca= (client certificates are then required), or client_auth=optional",
                 )
         else:
             if self.proxy_protocol is not None:
@@ -254,9 +256,17 @@ class TunnelSpec:
         """The files a reload reads again (certificate, key, CAs)."""
         return tuple(p for p in (self.cert, self.key, *self.ca) if p is not None)
 
-    def same_listener(self, other: TunnelSpec) -> bool:
-        """True if ``other`` can take this spec's place without listening anew (reload)."""
-        return (self.mode, self.listen, self.workers) == (other.mode, other.listen, other.workers)
+    def restart_needed(self, other: TunnelSpec) -> tuple[str, ...]:
+        """The parameters ``other`` changes that a reload cannot apply (empty: ``other`` can take this spec's place).
+
+        Where it listens, the mode and the workers are fixed when it starts listening; so, in server mode, are the
+        limits the server enforces (max_connections, handshake_timeout, idle_timeout).  A client tunnel reads its
+        limits for every connection.
+        """
+        fixed = ["mode", "listen", "workers"]
+        if self.mode is Mode.SERVER:
+            fixed += ["max_connections", "handshake_timeout", "idle_timeout"]
+        return tuple(name for name in fixed if getattr(self, name) != getattr(other, name))
 
     @classmethod
     def parameters(cls) -> tuple[str, ...]:
