@@ -9,6 +9,7 @@ Interop with openssl, curl and the CLI is in test_revocation_cli.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import http.client
@@ -270,6 +271,8 @@ def test_fetch_limits(published: Published) -> None:
             http_fetch(f"http://127.0.0.1:{silent.getsockname()[1]}/x.crl", timeout=0.3, max_bytes=4096)
     finally:
         silent.close()
+    with pytest.raises(FetchError, match="not a valid port"):  # a URL from a hostile certificate: no ValueError
+        http_fetch("http://127.0.0.1:99999/x.crl", timeout=1, max_bytes=4096)
     with pytest.raises(InputError, match="timeout"):
         Revocation(timeout=0)
     with pytest.raises(InputError, match="revocation mode"):
@@ -441,6 +444,27 @@ def test_refresher_notices_a_revocation_within_one_interval(published: Published
 SOURCES = ["crl-file", "ocsp", "crl-url"]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("source", SOURCES)
+def test_revocation_on_a_server_that_asks_for_no_certificate_is_refused(published: Published, source: str,
+                                                                      workers: int) -> None:  # fmt: skip
+    """client_auth=none: no certificate would ever be checked, so the combination is refused, not ignored."""
+    from test_policy import run
+    from tlskit import start_server
+
+    async def main() -> None:
+        ctx, policy, refresher = _server_side_revocation(published, source, "none")
+        try:
+            await start_server(lambda conn: None, "127.0.0.1", 0, context=ctx, policy=policy, workers=workers)  # type: ignore[arg-type]
+        finally:
+            if refresher is not None:
+                refresher.close()  # type: ignore[attr-defined]
+
+    with pytest.raises(InputError, match="does not ask for") as err:
+        run(main())
+    assert "client_auth=optional" in err.value.fix
+
+
 def _server_side_revocation(published: Published, source: str, auth: object) -> tuple[object, object, object]:
     """The server context, the peer policy and the refresher (or None) for one revocation ``source``."""
     from tlskit import PeerPolicy, server_context
@@ -550,3 +574,70 @@ def test_a_revoked_server_is_refused_with_verification_on_and_off(published: Pub
     assert error is not None, "a revoked server was accepted"
     assert error.code == "revoked", error  # OpenSSL's verdict (CRL file) and the online check say the same
     assert all(b"secret" not in data for data in served), served
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("source", ["ocsp", "crl-url"])
+def test_a_client_revoked_after_its_first_connection_cannot_resume_its_way_back(
+    published: Published, source: str, workers: int
+) -> None:
+    """A resumed session carries no chain: the check puts the remembered intermediates back and still refuses."""
+    from tlskit import PeerPolicy, TLSError, client_context, connect, server_context, start_server
+
+    leaf, client_cert = published.leaf(), published.leaf("comes-back", profile=Profile.CLIENT)
+    anchors = published.root.cert
+    ctx = server_context(cert=list(leaf.chain), key=leaf.key, ca=anchors, client_auth="required")
+    # One process remembers the intermediates of the full handshakes it served; a worker may resume a session
+    # another worker began, so with several the intermediates must be among the issuers (documented).
+    issuers = [anchors] if workers == 1 else [anchors, published.int.cert]
+    refresher = RevocationRefresher(Revocation("ocsp" if source == "ocsp" else "crl"), issuers=issuers, interval=0.1)
+    cctx = client_context(ca=anchors, cert=list(client_cert.chain), key=client_cert.key)
+
+    async def echo(conn: object) -> None:
+        data = await conn.read()  # type: ignore[attr-defined]
+        await conn.write(data)  # type: ignore[attr-defined]
+
+    async def once(port: int, session: object = None) -> tuple[object, bool]:
+        """(the session to resume next, whether this one resumed); raises TLSError when refused."""
+        conn = await connect("127.0.0.1", port, context=cctx, server_name="localhost", session=session)
+        try:
+            await conn.write(b"x")
+            if await conn.read() != b"x":
+                raise ConnectionResetError("no echo")
+            for _ in range(100):  # the TLS 1.3 ticket comes after the handshake
+                if conn.session is not None and conn.session.has_ticket:
+                    break
+                await asyncio.sleep(0.01)
+            return conn.session, conn.session_reused
+        finally:
+            await conn.close(timeout=2.0)
+
+    async def refused(port: int, session: object = None) -> bool:
+        try:
+            await once(port, session)
+        except (TLSError, ConnectionError):
+            return True
+        return False
+
+    async def main() -> None:
+        policy = PeerPolicy(check=refresher.peer_check)
+        async with await start_server(echo, "127.0.0.1", 0, context=ctx, policy=policy, workers=workers) as server:
+            session, _ = await once(server.port)
+            for _ in range(20):  # resumption works while the client is good (every worker shares the ticket key)
+                _, resumed = await once(server.port, session)
+                if resumed:
+                    break
+            assert resumed, "the client never resumed: the case below would test nothing"
+            published.int.revoke(client_cert.cert)
+            deadline = asyncio.get_running_loop().time() + 60
+            while not await refused(server.port):  # a full handshake: refused once the refresher has seen it
+                assert asyncio.get_running_loop().time() < deadline, "the revocation was never noticed"
+            while not await refused(server.port, session):  # and the resumed session too, never served for good
+                assert asyncio.get_running_loop().time() < deadline, "a revoked client is served by resuming"
+
+    try:
+        from test_policy import run
+
+        run(main())
+    finally:
+        refresher.close()

@@ -59,6 +59,12 @@ An exception raised by the check refuses the peer too (and is logged): a buggy c
 """
 
 
+def reads_certificates(check: PeerCheck) -> bool:
+    """Whether ``check`` judges the peer's certificate (it says so with a true ``reads_certificates`` attribute, as
+    :meth:`tlskit.RevocationRefresher.peer_check` does): a server that asks for none would never give it one."""
+    return bool(getattr(check, "reads_certificates", False))
+
+
 # --- pins ------------------------------------------------------------------------------------------------
 
 
@@ -181,6 +187,11 @@ def validate_policy(policy: PeerPolicy | None, ctx: ssl.SSLContext) -> PeerPolic
     if ctx.protocol == ssl.PROTOCOL_TLS_SERVER and unverified and policy.needs_certificate:
         raise InputError(
             "an allow-list or pins need client certificates, and this server context does not ask for them",
+            fix="build the context with client_auth=optional or client_auth=required and ca=",
+        )
+    if ctx.protocol == ssl.PROTOCOL_TLS_SERVER and unverified and policy.check and reads_certificates(policy.check):
+        raise InputError(
+            "the check judges client certificates (revocation), and this server context does not ask for any",
             fix="build the context with client_auth=optional or client_auth=required and ca=",
         )
     if ctx.protocol != ssl.PROTOCOL_TLS_SERVER and unverified and policy.allow_list and not policy.pins:

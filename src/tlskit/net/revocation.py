@@ -85,7 +85,11 @@ def http_fetch(
         raise FetchError("only http URLs are fetched")
     deadline = time.monotonic() + timeout
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    try:
+        port = parts.port or 80
+    except ValueError:  # a port out of range, from a certificate anyone could have made
+        raise FetchError(f"not a valid port in {url}") from None
+    conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
     headers = {"User-Agent": _USER_AGENT, "Connection": "close", "Accept": "*/*"}
     if content_type is not None:
         headers["Content-Type"] = content_type
@@ -234,6 +238,9 @@ class _Once:
 # ------------------------------------------------------------------------------------- the background refresher
 
 
+_MAX_INTERMEDIATES = 256  # distinct intermediate CAs remembered for resumed sessions
+
+
 @dataclass
 class _Entry:
     value: x509.CertificateRevocationList | Answer
@@ -292,6 +299,8 @@ class RevocationRefresher:
         self._thread: threading.Thread | None = None
         self.refreshes = 0
         """How many background refreshes ran (for tests and monitoring)."""
+        # Intermediates from full handshakes, by subject (bounded): what a resumed session's chain lacks.
+        self._intermediates: collections.OrderedDict[x509.Name, x509.Certificate] = collections.OrderedDict()
         _FORKED.add(self)
 
     def __repr__(self) -> str:
@@ -345,14 +354,46 @@ class RevocationRefresher:
 
     def peer_check(self, conn: TLSConnection) -> Problem | None:
         """A :data:`~tlskit.net.policy.PeerCheck`: refuse a peer whose certificate is revoked (or, failing
-        closed, whose status is not known).  A peer without a certificate is left to the rest of the policy."""
+        closed, whose status is not known).  A peer without a certificate is left to the rest of the policy.
+
+        A resumed session carries the peer's certificate but not the chain it sent: the intermediates seen in
+        full handshakes are remembered and put back, so a client revoked since its first connection cannot come
+        back by resuming (an intermediate never seen by this process must be among ``issuers``).
+        """
         chain = conn.peer_chain
-        if not chain:
-            return None
+        if chain:
+            self._remember(chain[1:])
+        else:
+            leaf = conn.peer_certificate
+            if leaf is None:
+                return None
+            chain = [leaf, *self._known_issuers(leaf)]
         findings = self.check(chain)
         for warning in findings.warnings:
             log.warning("accepting %s without revocation status: %s", conn.remote_address, warning.message)
         return findings.problems[0] if findings.problems else None
+
+    peer_check.reads_certificates = True  # type: ignore[attr-defined]  # see net.policy.reads_certificates
+
+    def _remember(self, intermediates: Sequence[x509.Certificate]) -> None:
+        with self._lock:
+            for cert in intermediates:
+                self._intermediates[cert.subject] = cert
+                self._intermediates.move_to_end(cert.subject)
+            while len(self._intermediates) > _MAX_INTERMEDIATES:
+                self._intermediates.popitem(last=False)
+
+    def _known_issuers(self, leaf: x509.Certificate) -> list[x509.Certificate]:
+        """The remembered intermediates above ``leaf``, nearest first (none if its issuer was never seen)."""
+        found: list[x509.Certificate] = []
+        name = leaf.issuer
+        with self._lock:
+            while (cert := self._intermediates.get(name)) is not None and cert not in found:
+                found.append(cert)
+                if cert.issuer == cert.subject:
+                    break
+                name = cert.issuer
+        return found
 
     # -- Lookup (called by check_chain) -------------------------------------------------------------------------
 
