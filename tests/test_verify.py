@@ -480,3 +480,18 @@ def test_cli_lists_every_further_problem_on_its_own_line(pki, make_cert) -> None
     assert first.startswith("INVALID (expired): ")
     assert more and all(line.startswith("  also (") for line in more)
     assert len(set(more)) == len(more)  # no repeated lines: each names its certificate
+
+
+def test_the_gnutls_hint_names_decode_error_only() -> None:
+    """GnuTLS answers a missing client certificate with decode_error; other protocol alerts get no such hint."""
+
+    def alert(reason: str) -> ssl.SSLError:
+        exc = ssl.SSLError(1, f"[SSL: {reason}] alert")
+        exc.reason = reason
+        return exc
+
+    decode = explain_ssl_error(alert("TLSV1_ALERT_DECODE_ERROR"), sent_cert=False)
+    assert "GnuTLS" in decode.message and "cert=" in decode.fix
+    for reason in ("SSLV3_ALERT_UNEXPECTED_MESSAGE", "SSLV3_ALERT_ILLEGAL_PARAMETER", "TLSV1_ALERT_INTERNAL_ERROR"):
+        other = explain_ssl_error(alert(reason), sent_cert=False)
+        assert other.code is Code.PROTOCOL_VIOLATION and "GnuTLS" not in other.message, (reason, other)

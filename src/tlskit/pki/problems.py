@@ -473,7 +473,7 @@ def explain_ssl_error(
         if reason == "HTTPS_PROXY_REQUEST":
             message = "the client sent an HTTP proxy request (CONNECT) to a TLS port"
             fix = "configure the client to use this address as an https:// server, not as a proxy"
-    if code is Code.PROTOCOL_VIOLATION and peer is Purpose.SERVER and sent_cert is False:
+    if reason == "TLSV1_ALERT_DECODE_ERROR" and peer is Purpose.SERVER and sent_cert is False:
         # GnuTLS (TLS 1.2) answers a missing client certificate with decode_error: say so to a client that sent none.
         message += "; some servers (GnuTLS) answer a missing client certificate this way"
         fix = "if the server requires a client certificate, give one (cert=, key=); else " + fix
