@@ -8,6 +8,7 @@ with tlskit's problem code and exit 1.  Nothing here asserts on how fast anythin
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -137,6 +138,60 @@ def test_text_report_and_bad_input(pki: PKI) -> None:
         [str(TLSKIT), "bench", "127.0.0.1:1", "--bytes", "lots"], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2 and bad.stderr.startswith("tlskit: error: --bytes 'lots' is not a size")
+    # Library parameter names come out as the flags that set them.
+    bad = subprocess.run(
+        [str(TLSKIT), "bench", "127.0.0.1:1", "--request", "", "--bytes", "1M"], capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [
+        "tlskit: error: --bytes needs a service that answers: give --request too"
+    ], bad.stderr
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tlskit: error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def test_a_failed_bulk_transfer_is_one_error_line(pki: PKI) -> None:
+    # A TLS service that answers but does not echo: what comes back falls short of --bytes.
+    with serve(*server_args(pki, "--exec", "echo hello; cat >/dev/null")) as server:
+        done = subprocess.run(
+            [str(TLSKIT), "bench", f"127.0.0.1:{server.port}", "--ca", str(pki.root_pem), "--servername",
+             "localhost", "--connections", "2", "--bytes", "1M", "--timeout", "1"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    line = one_error_line(done)
+    assert done.returncode == 1, done.stderr
+    assert "TLS transfer: the service sent 6 of 1048576 bytes back within 1 s" in line, line
+    assert "--bytes" in line and "bulk_bytes=" not in line
+    # A plaintext port nothing listens on: the shared network wording.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = unused.getsockname()[1]
+    with serve(*server_args(pki, "--echo")) as server:
+        done = subprocess.run(
+            [str(TLSKIT), "bench", f"127.0.0.1:{server.port}", "--ca", str(pki.root_pem), "--servername",
+             "localhost", "--connections", "2", "--bytes", "64k", "--plain-port", str(closed)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    line = one_error_line(done)
+    assert done.returncode == 1, done.stderr
+    assert f"plaintext transfer: cannot connect to 127.0.0.1:{closed}: connection refused" in line, line
+
+
+def test_a_bad_event_loop_is_one_error_line() -> None:
+    done = subprocess.run(
+        [str(TLSKIT), "bench", "127.0.0.1:1"], capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "TLSKIT_EVENT_LOOP": "foo", "PYTHONWARNINGS": "default"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert (
+        one_error_line(done)
+        == "tlskit: error: TLSKIT_EVENT_LOOP='foo' is not an event loop: set it to asyncio or uvloop"
+    )
 
 
 def test_spec_and_units(pki: PKI) -> None:
@@ -150,6 +205,11 @@ def test_spec_and_units(pki: PKI) -> None:
         BenchSpec(host="h", port=1, context=server_context(cert=pki.server_pem, key=pki.server_key))
     with pytest.raises(InputError, match="needs a service that answers"):
         BenchSpec(host="h", port=1, context=ctx, request=b"", bulk_bytes=10)
+    with pytest.raises(InputError, match=r"^bulk_bytes= must be 0 \(no transfer\) or more"):
+        BenchSpec(host="h", port=1, context=ctx, bulk_bytes=-1)
+    with pytest.raises(InputError, match=r"^timeout= must be positive"):
+        BenchSpec(host="h", port=1, context=ctx, timeout=0)
+    BenchSpec(host="h", port=1, context=ctx, bulk_bytes=0)  # 0: no bulk transfer
     p = Percentiles.of([0.001 * i for i in range(1, 101)])
     assert p is not None and (p.p50, p.p90, p.p99, p.min, p.max) == pytest.approx((50.0, 90.0, 99.0, 1.0, 100.0))
     assert Percentiles.of([]) is None

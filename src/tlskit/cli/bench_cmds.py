@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING
 import click
 
 from .._text import printable
-from ..errors import InputError
-from .common import EXIT_FAILED, handle_errors, read_passphrase
+from ..errors import InputError, NetworkError, TLSError
+from .common import EXIT_FAILED, fail, handle_errors_with, read_passphrase
 from .net_cmds import client_options, parse_address
 
 if TYPE_CHECKING:
     from ..tools.loadgen import BenchReport, BenchSpec, Percentiles, Phase
+
+# The library's names for what bench's flags set (see common.to_flags).
+_FLAGS = {"bulk_bytes": "--bytes", "request": "--request", "plain_port": "--plain-port"}
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -101,7 +104,7 @@ def _render(report: BenchReport) -> None:
 )
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, metavar="S")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@handle_errors
+@handle_errors_with(_FLAGS)
 def bench_cmd(
     *,
     address: str,
@@ -125,7 +128,8 @@ def bench_cmd(
 ) -> None:
     """Measure what TLS costs a service: TCP connect, full and resumed handshakes, time to first byte (p50, p90,
     p99), handshakes per second and bulk throughput; with --plain-port, the same over plaintext, and one sentence
-    on what TLS adds.  Exit 1 when no handshake completed (the failures are listed by problem code).
+    on what TLS adds.  Exit 1 when no handshake completed (the failures are listed by problem code), or when the
+    --bytes transfer failed (the service could not be reached, closed, or did not echo everything in time).
     """
     from ..net.context import client_context
     from ..net.server import run
@@ -162,7 +166,10 @@ def bench_cmd(
         request=raw,
         timeout=timeout,
     )
-    report = run(_with_progress(spec, show=not as_json and sys.stderr.isatty()))
+    try:
+        report = run(_with_progress(spec, show=not as_json and sys.stderr.isatty()))
+    except (NetworkError, TLSError) as exc:  # the service failed the run (the --bytes transfer): not bad usage
+        raise fail(str(exc), code=EXIT_FAILED, flags=_FLAGS) from None
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

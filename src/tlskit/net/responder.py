@@ -33,14 +33,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 
 from ..errors import InputError, TlskitError
 from ..pki.ca import CertificateAuthority, OcspSigner
 from ..pki.certs import utc_now
-from ..pki.ocsp import ANSWER_VALIDITY, CertID, OcspAuthority, parse_request, respond, unsuccessful
+from ..pki.ocsp import ANSWER_VALIDITY, CertID, OcspAuthority, nonce_of, parse_request, respond, unsuccessful
 from ..pki.problems import label
 
 __all__ = ["Reply", "ResponderServer", "RevocationResponder", "start_responder"]
@@ -181,7 +180,7 @@ class RevocationResponder:
         if pub is None:
             return unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED), "unauthorized: a CA not served here"
         now = self._clock()
-        nonce = _has_nonce(request)
+        nonce = nonce_of(request) is not None  # parse_request refused malformed extensions
         with pub.lock:
             self._sync(pub, now)
             key = (cert_id.serial, cert_id.algorithm)
@@ -273,14 +272,6 @@ class RevocationResponder:
         if since is not None:
             headers.append(("Last-Modified", email.utils.format_datetime(since, usegmt=True)))
         return tuple(headers)
-
-
-def _has_nonce(request: ocsp.OCSPRequest) -> bool:
-    try:
-        request.extensions.get_extension_for_class(x509.OCSPNonce)
-    except (x509.ExtensionNotFound, ValueError):
-        return False
-    return True
 
 
 class _Handler(BaseHTTPRequestHandler):

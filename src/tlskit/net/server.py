@@ -86,7 +86,12 @@ def loop_factory(*, use_uvloop: bool | None = None) -> Callable[[], asyncio.Abst
 
 def run(main: Coroutine[Any, Any, T], *, use_uvloop: bool | None = None) -> T:
     """``asyncio.run(main)`` on uvloop when available (see :func:`loop_factory`)."""
-    with asyncio.Runner(loop_factory=loop_factory(use_uvloop=use_uvloop)) as runner:
+    try:
+        factory = loop_factory(use_uvloop=use_uvloop)
+    except BaseException:
+        main.close()  # never to run: no "coroutine ... was never awaited" warning after the error
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
 
 

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
+from ..errors import InputError
 from .certs import signing_hash, utc_now
 from .keys import PrivateKey
 
@@ -31,8 +32,8 @@ __all__ = [
     "build_request",
     "get_url",
     "issuer_hashes",
+    "nonce_of",
     "parse_request",
-    "request_nonce",
     "respond",
     "unsuccessful",
 ]
@@ -114,21 +115,39 @@ def get_url(responder: str, request_der: bytes) -> str:
 
 
 def parse_request(data: bytes) -> ocsp.OCSPRequest | None:
-    """The request in ``data`` (DER), or None if it is malformed or asks about more than one certificate."""
+    """The request in ``data`` (DER), or None if it is malformed (extensions included) or asks about more than one
+    certificate."""
     try:
         request = ocsp.load_der_ocsp_request(data)
         request.serial_number  # noqa: B018 - parsing is lazy: touch the CertID so a broken one fails here
-    except (ValueError, TypeError, NotImplementedError):
+        nonce_of(request)  # a nonce twice, or extensions that do not parse
+    except (ValueError, TypeError, NotImplementedError):  # InputError included
         return None
     return request
 
 
-def request_nonce(request: ocsp.OCSPRequest) -> bytes | None:
-    """The nonce a request carries, if any (echoed in the answer)."""
+def nonce_of(message: ocsp.OCSPRequest | ocsp.OCSPResponse) -> bytes | None:
+    """The nonce an OCSP request carries, or the one an answer echoes; None when it has none.
+
+    Raises :class:`InputError` when the message's extensions are malformed (the nonce twice, an extension that
+    does not parse): a responder answers such a request malformedRequest, a client judges such an answer invalid.
+    """
+    kind = "request" if isinstance(message, ocsp.OCSPRequest) else "answer"
     try:
-        return request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
-    except (x509.ExtensionNotFound, ValueError, x509.DuplicateExtension):
+        return message.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+    except x509.ExtensionNotFound:
         return None
+    except x509.DuplicateExtension as exc:
+        name = "the nonce extension" if exc.oid == x509.OCSPNonce.oid else f"the extension {exc.oid.dotted_string}"
+        reason = f"carries {name} twice"
+        cause: Exception = exc
+    except (ValueError, x509.UnsupportedGeneralNameType) as exc:
+        reason, cause = f"has extensions that do not parse ({exc})", exc
+    raise InputError(
+        f"the OCSP {kind} {reason}",
+        fix=f"{'send' if kind == 'request' else 'check the OCSP responder: it must send'} well-formed {kind}s, each "
+        "extension once (RFC 5280 4.2)",
+    ) from cause
 
 
 @dataclass(frozen=True)
@@ -178,7 +197,7 @@ def respond(
     """A signed answer to ``request`` saying ``status`` (with the revocation time and reason when revoked).
 
     thisUpdate is ``now``, nextUpdate ``now + validity``; the request's nonce is echoed.  Returns the DER and
-    the nextUpdate.
+    the nextUpdate.  A request :func:`parse_request` refuses (a nonce twice) raises :class:`InputError`.
     """
     at = utc_now(now).replace(microsecond=0)
     until = at + validity
@@ -201,7 +220,7 @@ def respond(
     )
     if authority.delegated:
         builder = builder.certificates([authority.signer])
-    nonce = request_nonce(request)
+    nonce = nonce_of(request)
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
     response = builder.sign(authority.key, signing_hash(authority.key))

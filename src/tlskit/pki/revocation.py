@@ -31,7 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from ..errors import InputError
 from .diagnose import crl_signed_by, crl_status, is_self_signed, issued_by, revoked_problem, signature_ok
 from .files import parse_crl
-from .ocsp import HASHES, CertID, OcspQuery, issuer_hashes
+from .ocsp import HASHES, CertID, OcspQuery, issuer_hashes, nonce_of
 from .problems import Code, Problem, ext, label, utc, when
 from .urls import crl_urls, ocsp_urls
 
@@ -228,7 +228,9 @@ def ocsp_answer(
         signed = not isinstance(signer, str) and signature_ok(
             signer.public_key(), response.signature, response.tbs_response_bytes, response.signature_hash_algorithm
         )
-        nonce = _nonce(response)
+        nonce = nonce_of(response)
+    except InputError as exc:  # a nonce twice, extensions that do not parse
+        return _invalid_ocsp(source, issuer, f"it is malformed ({exc.message})")
     except (ValueError, TypeError) as exc:
         return _invalid_ocsp(source, issuer, f"it is malformed ({exc})")
     if isinstance(signer, str):
@@ -273,13 +275,6 @@ def _same_cert(answered: CertID, asked: CertID, issuer: x509.Certificate) -> boo
         return (answered.name_hash, answered.key_hash) == (asked.name_hash, asked.key_hash)
     algorithm = HASHES.get(answered.algorithm)  # the answer may use another hash than the request: recompute
     return algorithm is not None and issuer_hashes(issuer, algorithm) == (answered.name_hash, answered.key_hash)
-
-
-def _nonce(response: ocsp.OCSPResponse) -> bytes | None:
-    try:
-        return response.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
-    except x509.ExtensionNotFound:
-        return None
 
 
 def crl_answer(

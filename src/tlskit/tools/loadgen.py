@@ -22,9 +22,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import InputError, TLSError
+from ..errors import InputError, NetworkError, TLSError
 from ..net.connection import TLSConnection
+from ..net.explain import network_error
 from ..net.policy import PeerPolicy, validate_policy
+from ..pki.problems import Code
 
 __all__ = ["BenchReport", "BenchSpec", "Bulk", "Percentiles", "Phase", "Progress", "run_bench"]
 
@@ -73,8 +75,10 @@ class BenchSpec:
             raise InputError("duration= must be positive", fix="give a number of seconds, such as 10")
         if self.rate is not None and self.rate <= 0:
             raise InputError("rate= must be positive", fix="give connections per second, such as 200")
-        if self.bulk_bytes < 0 or self.timeout <= 0:
-            raise InputError("bulk_bytes= and timeout= must be positive", fix="give positive numbers")
+        if self.bulk_bytes < 0:
+            raise InputError("bulk_bytes= must be 0 (no transfer) or more", fix="give a number of bytes")
+        if self.timeout <= 0:
+            raise InputError("timeout= must be positive", fix="give a number of seconds, such as 10")
         if not self.request and self.bulk_bytes:
             raise InputError("bulk_bytes= needs a service that answers", fix="give request= too")
         validate_policy(self.policy, self.context)
@@ -478,24 +482,50 @@ class _Runner:
         return phase, tally
 
     async def bulk(self, name: str, *, tls: bool) -> Bulk:
-        """``bulk_bytes`` sent and read back on one connection, writing and reading at once."""
+        """``bulk_bytes`` sent and read back on one connection, writing and reading at once.
+
+        A service that cannot be reached, fails, closes or stops echoing raises a :class:`NetworkError` (or the
+        :class:`TLSError` of a failed handshake) whose message starts with ``name``.
+        """
         spec = self.spec
         size = spec.bulk_bytes
         read: Callable[[], Awaitable[bytes]]
         write: Callable[[bytes], Awaitable[None]]
         close: Callable[[], None]
-        if tls:
-            conn = TLSConnection(spec.context, server_side=False, server_hostname=self.server_name, policy=spec.policy)
-            await asyncio.wait_for(self.loop.create_connection(lambda: conn, spec.host, spec.port), spec.timeout)
-            await asyncio.wait_for(conn.wait_handshake(), spec.timeout)
-            read, write = conn.read, conn.write
+        port = spec.port if tls else spec.plain_port
+        assert port is not None
+        conn: TLSConnection | None = None
+        try:
+            if tls:
+                conn = TLSConnection(
+                    spec.context, server_side=False, server_hostname=self.server_name, policy=spec.policy
+                )
+                await asyncio.wait_for(self.loop.create_connection(lambda: conn, spec.host, port), spec.timeout)
+            else:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(spec.host, port), spec.timeout)
+        except OSError as exc:  # TimeoutError included
+            raise _connect_error(name, exc, spec.host, port) from exc
+        if conn is not None:
+            tls_conn = conn
+            try:
+                await asyncio.wait_for(tls_conn.wait_handshake(), spec.timeout)
+            except TimeoutError as exc:
+                self._close(tls_conn)
+                raise _transfer_error(
+                    name,
+                    f"the TLS handshake did not finish within {spec.timeout:g} s",
+                    code=Code.HANDSHAKE_TIMEOUT,
+                    fix="check that the service speaks TLS on this port, or give a longer timeout=",
+                ) from exc
+            except BaseException:  # a TLSError already says what failed
+                self._close(tls_conn)
+                raise
+            read, write = tls_conn.read, tls_conn.write
 
             def close() -> None:
-                self._close(conn)
+                self._close(tls_conn)
 
         else:
-            assert spec.plain_port is not None
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(spec.host, spec.plain_port), spec.timeout)
 
             async def write(data: bytes) -> None:
                 writer.write(data)
@@ -518,18 +548,49 @@ class _Runner:
         got = 0
         try:
             while got < size:
-                data = await asyncio.wait_for(read(), spec.timeout)
+                try:
+                    data = await asyncio.wait_for(read(), spec.timeout)
+                except TimeoutError as exc:
+                    if sender.done() and not sender.cancelled() and sender.exception() is not None:
+                        await sender  # the sending failed: that is the error to report
+                    raise _transfer_error(
+                        name,
+                        f"the service sent {got} of {size} bytes back within {spec.timeout:g} s",
+                        code=Code.TIMEOUT,
+                        fix="give bulk_bytes= only for a service that echoes what it receives, or a longer timeout=",
+                    ) from exc
                 if not data:
-                    raise InputError(
-                        f"{name}: the service closed after {got} of {size} bytes",
+                    raise _transfer_error(
+                        name,
+                        f"the service closed after {got} of {size} bytes",
+                        code=Code.CONNECTION_CLOSED,
                         fix="give bulk_bytes= only for a service that echoes what it receives",
                     )
                 got += len(data)
             await sender
+        except (TLSError, NetworkError):
+            raise
+        except OSError as exc:  # a reset, a broken pipe
+            raise _transfer_error(
+                name,
+                f"the connection failed after {got} of {size} bytes came back ({exc.strerror or exc})",
+                code=Code.CONNECTION_CLOSED,
+                fix="check the service's log: it must echo what it receives",
+            ) from exc
         finally:
             sender.cancel()
             close()
         return Bulk(name, size, time.perf_counter() - wall0, time.process_time() - cpu0)
+
+
+def _transfer_error(name: str, message: str, *, code: Code, fix: str) -> NetworkError:
+    return NetworkError(f"{name}: {message}", code=str(code), fix=fix)
+
+
+def _connect_error(name: str, exc: OSError, host: str, port: int) -> NetworkError:
+    """``exc`` in the words every tlskit client uses (:func:`~tlskit.net.explain.network_error`), after ``name``."""
+    error = network_error(exc, action="connect", host=host, port=port)
+    return type(error)(f"{name}: {error.message}", code=error.code, fix=error.fix, errno=error.errno)
 
 
 async def run_bench(spec: BenchSpec, *, progress: Progress | None = None) -> BenchReport:
