@@ -803,9 +803,10 @@ def _method(r: Results) -> list[str]:
         f"- Throughput: one TLS connection streaming in {s.stream_chunk_kib} KiB writes and reading the echo back "
         f"in the same non-blocking loop (stdlib `ssl`, `bench/stream_client.py`), after a {s.stream_warmup_mib} MiB "
         "warm-up.",
-        "- tlskit's server is `tlskit serve --echo` as users start it, with its log (a line when a connection "
-        "opens and one when it closes) written to a file; the other Python servers (`bench/tlskit_echo.py`) log "
-        "errors only. `tlskit serve` has no command to force a garbage collection: its memory is read without "
+        "- tlskit's server is `tlskit serve --echo` as users start it (on the asyncio loop with "
+        "`TLSKIT_EVENT_LOOP=asyncio`), with its log (a line when a connection opens and one when it closes) "
+        "written to a file; the stdlib server (`bench/tlskit_echo.py`) logs errors only. `tlskit serve` has no "
+        "command to force a garbage collection: its memory is read without "
         "one (Python frees most objects at once, by reference counting).",
         "",
         "Settings:",

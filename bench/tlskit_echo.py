@@ -1,11 +1,12 @@
-"""Python TLS echo servers for bench/run.py: tlskit's transport on the stdlib asyncio loop, or the stdlib asyncio
-TLS transport (tlskit on uvloop is measured as users run it, ``tlskit serve --echo``, which has no loop option).
+"""The stdlib asyncio TLS echo server for bench/run.py (tlskit itself is measured as users run it, ``tlskit serve
+--echo``, on either loop through ``TLSKIT_EVENT_LOOP``).
 
-Usage: ``tlskit_echo.py CERT KEY [--impl tlskit|stdlib] [--loop uvloop|asyncio]``
+Usage: ``tlskit_echo.py CERT KEY [--loop uvloop|asyncio]``
 
-Both use the same ``tlskit.server_context`` (TLS 1.3 only), so the only difference is the transport.  Prints
-``READY <port>`` once listening on 127.0.0.1 (OS-picked port).  Commands on stdin, one per line: ``gc`` runs
-``gc.collect()`` and answers ``OK`` (as ``node_echo.js`` does with V8's collector); end of stdin exits.
+It uses the same ``tlskit.server_context`` (TLS 1.3 only) as ``tlskit serve``, so the difference is the
+transport.  Prints ``READY <port>`` once listening on 127.0.0.1 (OS-picked port).  Commands on stdin, one per
+line: ``gc`` runs ``gc.collect()`` and answers ``OK`` (as ``node_echo.js`` does with V8's collector); end of
+stdin exits.
 """
 
 from __future__ import annotations
@@ -16,16 +17,9 @@ import gc
 import logging
 import ssl
 import sys
-from typing import Any
 
 from tlskit.net.context import server_context
-from tlskit.net.server import run, start_server
-
-
-async def tlskit_echo(conn: Any) -> None:
-    """Echo until the peer closes: every read returns all that is buffered, written back at once."""
-    while data := await conn.read():
-        await conn.write(data)
+from tlskit.net.server import run
 
 
 async def stdlib_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -55,27 +49,20 @@ async def control(on_stdin_closed: asyncio.Event) -> None:
 async def main(args: argparse.Namespace) -> None:
     context = server_context(cert=args.cert, key=args.key, min_version="1.3")
     stop = asyncio.Event()
-    if args.impl == "stdlib":
-        # The stdlib transport logs every abrupt peer (s_time closes without close_notify); Node and tlskit
-        # are configured to stay quiet for those too.
-        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: None)
-        server = await asyncio.start_server(stdlib_echo, "127.0.0.1", 0, ssl=context, backlog=4096)
-        port = server.sockets[0].getsockname()[1]
-        print(f"READY {port}", flush=True)
-        await control(stop)
-        server.close()
-        return
-    tserver = await start_server(tlskit_echo, "127.0.0.1", 0, context=context, backlog=4096)
-    print(f"READY {tserver.port}", flush=True)
+    # The stdlib transport logs every abrupt peer (s_time closes without close_notify); Node is configured to
+    # stay quiet for those too.
+    asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: None)
+    server = await asyncio.start_server(stdlib_echo, "127.0.0.1", 0, ssl=context, backlog=4096)
+    port = server.sockets[0].getsockname()[1]
+    print(f"READY {port}", flush=True)
     await control(stop)
-    await tserver.close(deadline=1.0)
+    server.close()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cert")
     parser.add_argument("key")
-    parser.add_argument("--impl", choices=("tlskit", "stdlib"), default="tlskit")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     return parser.parse_args(argv)
 
