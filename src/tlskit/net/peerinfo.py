@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from ..errors import InputError
+from ..pki.names import common_name
 from .context import ClientAuth
 from .engine import TLSEngine
 from .explain import explain_unverified
@@ -72,13 +72,7 @@ class PeerInfo:
     @property
     def peer_cn(self) -> str | None:
         """The common name of the peer's certificate (None without a certificate or a CN)."""
-        if self.peer_certificate is None:
-            return None
-        cns = self.peer_certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        if not cns:
-            return None
-        value = cns[0].value
-        return value if isinstance(value, str) else bytes(value).decode(errors="replace")
+        return None if self.peer_certificate is None else common_name(self.peer_certificate.subject)
 
 
 def _find_ssl_object(source: object) -> Any:
