@@ -112,12 +112,26 @@ def test_verify_unreachable_responder_closed_then_open(tmp_path: Path) -> None:
     assert tlskit("verify", "leaf.pem", "--ca", "ca/ca.pem", "--fail-open", cwd=tmp_path).returncode == 2
 
 
-def test_serve_revocation_needs_client_certificates(hierarchy: Hierarchy) -> None:
-    issued = hierarchy.issue("int", "lonely-server")
-    result = tlskit(
-        "serve", "0", "--cert", issued, "--key", hierarchy.dir / "lonely-server-key.pem", "--ocsp", cwd=hierarchy.dir
-    )
-    assert result.returncode == 2 and "--ca" in result.stderr
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--ocsp"], "does not ask for any"),
+        (["--crl-url", "http://127.0.0.1:9/int.crl"], "does not ask for any"),
+        (["--ocsp", "--ca", "root/ca.pem", "--client-auth", "none"], "does not ask for any"),
+        (["--fail-open"], "--fail-open goes with --crl-url or --ocsp"),
+        (["--revocation-interval", "5", "--ca", "root/ca.pem"], "--revocation-interval goes with --crl-url or --ocsp"),
+        (["--crl-url", "https://127.0.0.1:9/int.crl", "--ca", "root/ca.pem"], "https"),
+    ],
+)
+def test_serve_revocation_bad_combinations_are_one_line(hierarchy: Hierarchy, extra: list[str], said: str) -> None:
+    issued = hierarchy.dir / "lonely-server.pem"
+    if not issued.exists():  # one server certificate for every case of this module-scoped hierarchy
+        hierarchy.issue("int", "lonely-server")
+    key = hierarchy.dir / "lonely-server-key.pem"
+    result = tlskit("serve", "0", "--cert", issued, "--key", key, "--echo", *extra, cwd=hierarchy.dir)
+    assert result.returncode == 2, result
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert said in result.stderr and result.stdout == "", result.stderr
 
 
 # --- openssl and curl ------------------------------------------------------------------------------------------

@@ -507,8 +507,8 @@ def _run(main: Coroutine[Any, Any, int]) -> None:
 @click.option("--ocsp", is_flag=True, help="Refuse client certificates their OCSP responder says are revoked.")
 @click.option("--fail-open", is_flag=True, help="With --crl-url/--ocsp: accept clients whose status is unknown.")
 @click.option(
-    "--revocation-interval", type=click.FloatRange(min=0.05), default=60.0, show_default=True, metavar="S",
-    help="Fetch CRLs and OCSP answers again every S seconds: a revoked client is refused within S.",
+    "--revocation-interval", type=click.FloatRange(min=0.05), default=None, metavar="S",
+    help="Fetch CRLs and OCSP answers again every S seconds: a revoked client is refused within S.  [default: 60]",
 )  # fmt: skip
 @handle_errors
 def serve_cmd(
@@ -537,7 +537,7 @@ def serve_cmd(
     crl_urls: tuple[str, ...],
     ocsp: bool,
     fail_open: bool,
-    revocation_interval: float,
+    revocation_interval: float | None,
 ) -> None:
     """A TLS server: logs each connection on stderr; prints what arrives on stdout (or --echo, or --exec).
 
@@ -557,9 +557,11 @@ def serve_cmd(
                 "--crl-url and --ocsp check client certificates, and this server does not ask for any",
                 fix="give --ca with the client CA (and --client-auth required or optional)",
             )
-        revocation = RevocationOptions(crl_urls=crl_urls, ocsp=ocsp, fail_open=fail_open, interval=revocation_interval)
-    elif fail_open:
-        raise InputError("--fail-open goes with --crl-url or --ocsp", fix="add one, or drop --fail-open")
+        interval = 60.0 if revocation_interval is None else revocation_interval
+        revocation = RevocationOptions(crl_urls=crl_urls, ocsp=ocsp, fail_open=fail_open, interval=interval)
+    elif fail_open or revocation_interval is not None:
+        flag = "--fail-open" if fail_open else "--revocation-interval"
+        raise InputError(f"{flag} goes with --crl-url or --ocsp", fix=f"add one, or drop {flag}")
     opts = ServeOptions(
         host=host,
         port=port,
