@@ -263,7 +263,6 @@ async def serve_async(opts: ServeOptions) -> int:
     """Run ``tlskit serve`` until SIGTERM/SIGINT."""
     from ..net.policy import REFUSAL_CODES
     from ..net.server import format_peer
-    from ..pki.revocation import REVOCATION_CODES
 
     def log(text: str) -> None:
         echo("serve", text)
@@ -288,7 +287,7 @@ async def serve_async(opts: ServeOptions) -> int:
         log(f"{peer} closed")
 
     def on_tls_error(error: TLSError, address: Any) -> None:
-        refused = error.code in REFUSAL_CODES or error.code in REVOCATION_CODES
+        refused = error.code in REFUSAL_CODES
         log(failure(error, f"{format_peer(address)} {'refused' if refused else 'handshake failed'}"))
 
     log_to_stderr("serve", "tlskit.server", "tlskit.policy", "tlskit.revocation")

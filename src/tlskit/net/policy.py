@@ -40,6 +40,7 @@ from cryptography.x509.oid import NameOID
 from ..errors import InputError
 from ..pki.inspect import spki_pin, spki_sha256
 from ..pki.problems import Code, Problem
+from ..pki.revocation import REVOCATION_CODES
 
 if TYPE_CHECKING:
     from .connection import TLSConnection
@@ -206,8 +207,8 @@ def validate_policy(policy: PeerPolicy | None, ctx: ssl.SSLContext) -> PeerPolic
 # --- the one check ---------------------------------------------------------------------------------------
 
 
-REFUSAL_CODES = frozenset({Code.PEER_NOT_ALLOWED, Code.PIN_MISMATCH, Code.PEER_REFUSED})
-"""The problem codes of a peer the policy refused (the handshake itself succeeded)."""
+REFUSAL_CODES = frozenset({Code.PEER_NOT_ALLOWED, Code.PIN_MISMATCH, Code.PEER_REFUSED, *REVOCATION_CODES})
+"""The problem codes of a peer the policy refused (the handshake itself succeeded), revocation checks' included."""
 
 
 @dataclass(frozen=True, slots=True)
