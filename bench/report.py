@@ -546,8 +546,13 @@ def _scaling_section(r: Results) -> list[str]:
     lines = [
         "## Scaling on paper",
         "",
-        f"This machine has {_plural(s.cpus, 'core')}, so it cannot show workers scaling with the load generator "
-        "on cores of its own; the model below is computed from this run's single-process figures. A server core "
+        (
+            f"This machine has {_plural(s.cpus, 'core')}, so it cannot show workers scaling with the load generator "
+            "on cores of its own; the model below is computed from this run's single-process figures. "
+            if s.cpus <= 2
+            else "The model below is computed from this run's single-process figures. "
+        )
+        + "A server core "
         f"does {per_core:.0f} handshakes per second, the inverse of {server_us:.0f} µs, tlskit's server CPU per full "
         "TLS 1.3 handshake (handshake phase, one process). With N workers on N cores and the load generated "
         "elsewhere, N times that"
@@ -686,7 +691,10 @@ def _breakdown_section(r: Results) -> list[str]:
                 else f"Resumption costs {who} {-change:.0%} more instructions than a full handshake."
             )
     build = r.facts.get("system OpenSSL build")
-    if sentences and build:
+    py_probe, node_probe = r.probes.get("tlskit"), r.probes.get("node")
+    # Only when the probes showed it: a Node linked to the system libssl would run the very same build.
+    separate = py_probe is not None and node_probe is not None and not node_probe.libssl
+    if sentences and build and separate:
         sentences.append(
             f"The two OpenSSLs are separate builds: the system libcrypto and libssl that Python loads were compiled "
             f"with `{build}` (`openssl version -a`), Node's OpenSSL is its own build, linked into its executable."
