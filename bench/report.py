@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import openssl_number
 from results import HandshakeResult, Results, SplitResult, from_json
+from text import ratio_text, table
 from tunnel_report import tunnel_lines, tunnel_readme, tunnel_section
 
 KINDS = ("tlskit", "tlskit-asyncio", "stdlib", "node", "openssl")
@@ -104,7 +104,7 @@ def rows(r: Results) -> list[Row]:
             Row(
                 f"Server CPU per handshake, {_plural(_workers_of(two.kind), 'worker')} / "
                 f"{_plural(_workers_of(one.kind), 'worker')} (same offered load, server on CPU {cpus})",
-                {"tlskit": f"{ratio:.2f}x"},
+                {"tlskit": ratio_text(ratio, limit)},
                 ratio,
                 f"<= {limit:g}x",
                 ratio <= limit,
@@ -144,12 +144,6 @@ def workers_growth(r: Results) -> tuple[HandshakeResult, HandshakeResult, str] |
     return alone[min(alone)], alone[max(alone)], r.settings.server_cpu
 
 
-def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return lines
-
-
 def _met(row: Row) -> str:
     if row.info:
         return "(info)"
@@ -160,19 +154,16 @@ def _ratio(row: Row) -> str:
     """``0.64x``; with a third decimal where two would print the target's own value (``0.601x`` against 0.6)."""
     if row.ratio is None:
         return ""
-    text = f"{row.ratio:.2f}"
     target = re.search(r"[<>]= ([0-9.]+)x", row.target)
-    if target is not None and text == f"{float(target.group(1)):.2f}" and row.ratio != float(target.group(1)):
-        text = f"{row.ratio:.3f}"
-    return text + "x"
+    return ratio_text(row.ratio, float(target.group(1)) if target else None)
 
 
-def summary_table(r: Results) -> list[str]:
+def summarytable(r: Results) -> list[str]:
     header = ["Metric", *(LABELS[k] for k in KINDS), "ratio tlskit/Node", "target", "met?"]
     body = [
         [row.metric, *(row.values.get(k, "-") for k in KINDS), _ratio(row), row.target, _met(row)] for row in rows(r)
     ]
-    return _table(header, body)
+    return table(header, body)
 
 
 def summary_lines(r: Results) -> list[str]:
@@ -257,7 +248,7 @@ def settings_section(r: Results) -> list[str]:
             f"as tlskit's `server_context` sets (`num_tickets = {r.tickets_configured}`).",
             "",
         ]
-    lines += _table(
+    lines += table(
         ["server", "protocol", "cipher suite", "key exchange", "session tickets sent", "ticket setting", "libssl"],
         [[LABELS.get(p.kind, p.kind), p.protocol, p.cipher, p.temp_key, str(p.tickets), p.ticket_setting,
           p.libssl or "(built in)"] for p in probes],
@@ -486,7 +477,7 @@ def _workers_section(r: Results) -> list[str]:
     header = ["server", "server CPUs", "load CPUs", "handshakes", "handshakes/s", "server CPU µs/hs", "user µs/hs",
               "sys µs/hs", "µs/hs per process (parent first)", "wake-ups/hs per process", "preempted/hs per process",
               "load generator µs/hs"]  # fmt: skip
-    lines += [*_table(header, body), ""]
+    lines += [*table(header, body), ""]
     offered = r.workers_rate * s.workers_seconds * max(1, s.workers_rounds)
     short = [k for k, h in r.workers.items() if h.handshakes < 0.95 * offered]
     if short:
@@ -582,7 +573,7 @@ def _scaling_section(r: Results) -> list[str]:
         "handshakes/s, server alone on them",
         *(["handshakes/s, sharing with tlskit bench"] if client else []),
     ]
-    lines += ["", *_table(header, rows), ""]
+    lines += ["", *table(header, rows), ""]
     lines += [
         "Assumptions: the kernel spreads connections evenly over the workers (SO_REUSEPORT hashes each "
         "connection's addresses and ports); the workers share nothing but the session ticket key (separate "
@@ -605,7 +596,7 @@ def client_rows(r: Results) -> list[list[str]]:
     if tl is not None and st is not None:
         ratio = tl.per_cpu_second / st.per_cpu_second
         limit = r.targets["clients"]
-        body.append(["tlskit bench / s_time", "", "", f"{ratio:.2f}x", f">= {limit:g}x", _yes(ratio >= limit)])
+        body.append(["tlskit bench / s_time", "", "", ratio_text(ratio, limit), f">= {limit:g}x", _yes(ratio >= limit)])
     return body
 
 
@@ -627,7 +618,7 @@ def _clients_section(r: Results) -> list[str]:
         "phase, s_time's rusage. The last column counts the whole process for both (tlskit bench's start-up "
         "included).",
         "",
-        *_table(CLIENT_HEADER, client_rows(r)),
+        *table(CLIENT_HEADER, client_rows(r)),
         "",
     ]
 
@@ -666,7 +657,7 @@ def _breakdown_section(r: Results) -> list[str]:
         groups += [g for g in b[k].by_group if g not in groups]
     body = [[g, *(f"{b[k].by_group[g] / 1e3:.0f}" if g in b[k].by_group else "-" for k in kinds)] for g in groups]
     body.append(["total", *(f"{b[k].total / 1e3:.0f}" for k in kinds)])
-    lines += [*_table(["where", *kinds], body), ""]
+    lines += [*table(["where", *kinds], body), ""]
     sentences = []
     for what in ("full", "resumed"):
         tl, node = b.get(f"tlskit {what}"), b.get(f"node {what}")
@@ -713,7 +704,7 @@ def _breakdown_section(r: Results) -> list[str]:
             f"System calls per full handshake (`strace -c -f` attached to the running server after a warm-up, "
             f"{counts} handshakes; the server's side of each connection: accept, reads and writes, closing):",
             "",
-            *_table(["system call", *(LABELS.get(k, k) for k in sc)], body),
+            *table(["system call", *(LABELS.get(k, k) for k in sc)], body),
             "",
         ]
         tl_sc, node_sc = sc.get("tlskit"), sc.get("node")
@@ -866,7 +857,7 @@ def _load_section(r: Results) -> list[str]:
         "",
     ]
     body = [[name, f"{wall:.1f}", f"{cpu:.2f}", f"{cpu / wall:.2f}"] for name, (wall, cpu) in r.foreign.items()]
-    return [*lines, *_table(["phase", "wall s", "other CPU s", "other CPU / wall"], body), ""]
+    return [*lines, *table(["phase", "wall s", "other CPU s", "other CPU / wall"], body), ""]
 
 
 def _noisy_phases(r: Results) -> list[str]:
@@ -895,7 +886,7 @@ def _raw_sections(r: Results) -> list[str]:
             "connections):",
             "",
         ]
-        lines += _table(
+        lines += table(
             ["server", "opened", "failed", "open s", "VmRSS before", "VmRSS after", "Pss before", "Pss after",
              "KiB/conn RSS", "KiB/conn Pss"],
             [[LABELS[k], str(m.opened), str(m.failed), f"{m.open_seconds:.1f}", str(m.before.rss_kib),
@@ -908,13 +899,13 @@ def _raw_sections(r: Results) -> list[str]:
             lines += [
                 f"{what} TLS 1.3 handshakes (server on CPU {s.server_cpu}, tlskit bench on CPU {s.load_cpu}):",
                 "",
-                *_handshake_table(data),
+                *_handshaketable(data),
             ]
     if r.split:
         lines += [
             "In-process handshakes (server side only, µs per handshake; one value per round):",
             "",
-            *_table(
+            *table(
                 ["variant", "num_tickets", "tickets sent", "median µs", "spread µs", "rounds µs"],
                 [
                     [
@@ -932,7 +923,7 @@ def _raw_sections(r: Results) -> list[str]:
         ]
     if r.streams:
         lines += [f"Echo throughput (one connection, server on CPU {s.server_cpu}, client on CPU {s.load_cpu}):", ""]
-        lines += _table(
+        lines += table(
             ["server", "bytes echoed", "seconds", "MiB/s", "server CPU s", "server CPU s/GiB", "client CPU s",
              "negotiated"],
             [[LABELS[k], str(st.echoed), f"{st.seconds:.3f}", f"{st.mib_per_s:.0f}", f"{st.server_cpu_seconds:.2f}",
@@ -944,7 +935,7 @@ def _raw_sections(r: Results) -> list[str]:
             f"Scale (one server process on CPU {s.server_cpu}; {s.scale_procs} client processes on CPU {s.load_cpu}):",
             "",
         ]
-        lines += _table(
+        lines += table(
             ["server", "target", "opened", "failed", "open s", "VmRSS before KiB", "VmRSS after KiB",
              "KiB/conn", "fresh handshake+echo ok", "fresh ms (each)"],
             [[LABELS[k], str(sc.target), str(sc.opened), str(sc.failed), f"{sc.open_seconds:.1f}",
@@ -956,7 +947,7 @@ def _raw_sections(r: Results) -> list[str]:
     return lines
 
 
-def _handshake_table(data: dict[str, HandshakeResult]) -> list[str]:
+def _handshaketable(data: dict[str, HandshakeResult]) -> list[str]:
     body = [
         [LABELS.get(k, k), str(h.processes), str(h.handshakes), f"{h.wall_seconds:.2f}", f"{h.rate:.0f}",
          f"{h.server_cpu_seconds:.2f}", f"{h.server_utilization:.2f}", f"{h.cpu_per_handshake_us:.0f}",
@@ -965,7 +956,7 @@ def _handshake_table(data: dict[str, HandshakeResult]) -> list[str]:
     ]  # fmt: skip
     header = ["server", "client concurrency", "handshakes", "wall s", "handshakes/s", "server CPU s", "server CPU/wall",
               "server CPU µs/hs", "user µs/hs", "sys µs/hs", "client CPU s"]  # fmt: skip
-    return [*_table(header, body), ""]
+    return [*table(header, body), ""]
 
 
 def render(r: Results) -> str:
@@ -983,7 +974,7 @@ def render(r: Results) -> str:
         "## Summary",
         "",
         *_load_warning(r),
-        *summary_table(r),
+        *summarytable(r),
         "",
         f"Ratios are {LABELS['tlskit']} over Node (lower is better), except the workers row: {LABELS['tlskit']} with "
         "two workers over one.",
@@ -1040,7 +1031,7 @@ def _clients_summary(r: Results) -> list[str]:
     return [
         "The load generator's ceiling (handshakes per second of its own CPU, each alone on the load CPU):",
         "",
-        *_table(CLIENT_HEADER, client_rows(r)),
+        *table(CLIENT_HEADER, client_rows(r)),
         "",
     ]
 
@@ -1074,7 +1065,7 @@ def readme_block(r: Results) -> str:
             f" Other processes used more than {s.noisy_phase:g} CPU during {_plural(len(noisy), 'phase')} of that "
             "run: its figures are noisier than usual."
         )
-    table = _table(
+    summary = table(
         ["metric", "tlskit", "Node", "tlskit / Node", "target", "met?"],
         [[row.metric.strip(), row.values.get("tlskit", "-"), row.values.get("node", "-"), _ratio(row), row.target,
           _met(row)] for row in rows(r)],
@@ -1093,7 +1084,7 @@ def readme_block(r: Results) -> str:
             "```",
         ]
     return "\n".join(
-        [README_BEGIN, intro, "", *table, *(["", *clients[:-1]] if clients else []), *tunnel_readme(r), *example,
+        [README_BEGIN, intro, "", *summary, *(["", *clients[:-1]] if clients else []), *tunnel_readme(r), *example,
          README_END]
     )  # fmt: skip
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from results import Results
+from text import ratio_text, table
 
 KINDS = ("tlskit", "stunnel")
 LABELS = {"tlskit": "tlskit tunnel", "stunnel": "stunnel4"}
@@ -50,21 +50,16 @@ def tunnel_rows(r: Results) -> list[TunnelRow]:
     ]
 
 
-def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
-
-
 def _cells(row: TunnelRow, target: str) -> list[str]:
     values = [format(row.values[k], row.fmt) if k in row.values else "-" for k in KINDS]
-    ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
+    ratio = "" if row.ratio is None else ratio_text(row.ratio, row.limit)
     met = "n/a" if row.met is None else ("yes" if row.met else "**no**")
     return [row.metric, *values, ratio, f"<= {row.limit:g}x{target}", met]
 
 
 def tunnel_summary(r: Results) -> list[str]:
     body = [_cells(row, " stunnel4") for row in tunnel_rows(r)]
-    return _table(["Metric", *(LABELS[k] for k in KINDS), "ratio tlskit/stunnel4", "target", "met?"], body)
+    return table(["Metric", *(LABELS[k] for k in KINDS), "ratio tlskit/stunnel4", "target", "met?"], body)
 
 
 def tunnel_lines(r: Results) -> list[str]:
@@ -72,7 +67,7 @@ def tunnel_lines(r: Results) -> list[str]:
     out = []
     for row in tunnel_rows(r):
         values = "  ".join(f"{LABELS[k]} {format(row.values[k], row.fmt)}" for k in KINDS if k in row.values)
-        ratio = "" if row.ratio is None else f"  ratio {row.ratio:.2f}x (target <= {row.limit:g}x: "
+        ratio = "" if row.ratio is None else f"  ratio {ratio_text(row.ratio, row.limit)} (target <= {row.limit:g}x: "
         met = "" if row.met is None else ("met)" if row.met else "NOT met)")
         out.append(f"{row.metric}: {values}{ratio}{met}")
     return out
@@ -99,7 +94,8 @@ def tunnel_section(r: Results) -> list[str]:
     for verdict, chosen in (("Met", met), ("Not met", missed)):
         if chosen:
             said = [
-                f"{row.metric.split(' (')[0].lower()} ({row.ratio:.2f}x, target <= {row.limit:g}x)" for row in chosen
+                f"{row.metric.split(' (')[0].lower()} ({ratio_text(row.ratio, row.limit)}, target <= {row.limit:g}x)"
+                for row in chosen
             ]
             sentences.append(f"{verdict} in this run: {'; '.join(said)}.")
     hs = r.tunnel_handshakes
@@ -138,4 +134,4 @@ def tunnel_readme(r: Results) -> list[str]:
         return []
     body = [_cells(row, "") for row in tunnel_rows(r)]
     header = ["`tlskit tunnel server` vs stunnel4", "tlskit", "stunnel4", "tlskit / stunnel4", "target", "met?"]
-    return ["", *_table(header, body)]
+    return ["", *table(header, body)]
