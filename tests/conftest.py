@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -180,6 +181,13 @@ def tlskit_env() -> dict[str, str]:
     env.pop("TLSKIT_PASSPHRASE", None)
     env["NO_COLOR"] = "1"
     return env
+
+
+def free_port() -> int:
+    """A loopback port the OS picked and nothing listens on (bound, then closed: a connection is refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 # --- plaintext services in the test process ------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from peers import Peer, running, tool
 
 EXAMPLES = ROOT / "examples"
@@ -176,18 +175,12 @@ def test_mqtt_embedded_broker_refuses_another_ca(workdir: Path) -> None:
     assert "the client certificate was rejected" in done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def mosquitto(workdir: Path) -> Iterator[Peer]:
     """mosquitto with examples/mosquitto.conf, on a free port, in the pki directory (the config's paths)."""
     program = tool("mosquitto")
     config = (EXAMPLES / "mosquitto.conf").read_text()
-    port = _free_port()
+    port = free_port()
     config = re.sub(r"^listener 8883 ", f"listener {port} ", config, flags=re.M)
     if os.geteuid() == 0:
         config += "user root\n"  # as root, mosquitto would switch to a user that cannot read the test's files

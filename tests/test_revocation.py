@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from conftest import free_port
 from tlskit.errors import InputError
 from tlskit.net.responder import ResponderServer, RevocationResponder, start_responder
 from tlskit.net.revocation import Fetch, FetchError, Revocation, RevocationRefresher, http_fetch
@@ -111,13 +112,6 @@ def fetch(published: Published, method: str, path: str, body: bytes | None = Non
         conn.close()
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound and closed: refused, not filtered)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- bad input ------------------------------------------------------------------------------------------------
 
 
@@ -141,7 +135,7 @@ def test_bad_urls_are_refused_before_any_key_is_made(tmp_path: Path, url: str, s
 
 
 def test_unreachable_responder_fails_closed_or_open(published: Published) -> None:
-    port = closed_port()
+    port = free_port()
     ca = CertificateAuthority.create_root(
         None, name="Nobody Answers", crl_url=f"http://127.0.0.1:{port}/x.crl", ocsp_url=f"http://127.0.0.1:{port}/ocsp"
     )

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from conftest import TLSKIT
+from conftest import TLSKIT, free_port
 from peers import Peer, openssl_server, requires, running, tool
 from tlskit.pki.inspect import serial_hex
 
@@ -47,13 +47,6 @@ def openssl(*args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [tool("openssl"), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
-
-
-def free_port() -> int:
-    """A loopback port the OS picked (the CA URLs must name it before the responder listens)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
