@@ -471,6 +471,13 @@ class ProcessSet:
         self.procs.clear()
 
 
+def free_port() -> int:
+    """A port on HOST the OS picked and nothing listens on, for servers that cannot report one (s_server, stunnel)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
 def wait_for_port(proc: Proc, port: int, what: str, timeout: float = 10.0) -> None:
     """Wait until ``proc`` (a program that cannot report its port) accepts on ``port``; RuntimeError if it exits."""
     deadline = time.monotonic() + timeout

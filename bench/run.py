@@ -32,7 +32,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from harness import (
     children_cpu_seconds,
     cpu_seconds,
     descendants,
+    free_port,
     machine_busy_seconds,
     machine_facts,
     mapped_libssl,
@@ -253,9 +253,7 @@ class Bench:
 
     def start_s_server(self, cpus: str) -> tuple[Proc, int]:
         """``openssl s_server`` (C, the system libssl that Python uses): a reference for handshake CPU only."""
-        with socket.socket() as probe:  # s_server cannot report an OS-picked port; take a free one
-            probe.bind((HOST, 0))
-            port = probe.getsockname()[1]
+        port = free_port()  # s_server cannot report an OS-picked port
         argv = pinned(
             ["openssl", "s_server", "-accept", f"{HOST}:{port}", "-cert", str(self.cert), "-key", str(self.key),
              "-tls1_3", "-num_tickets", str(self.tickets), "-quiet"],

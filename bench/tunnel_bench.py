@@ -13,7 +13,6 @@ other one.
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ from harness import (
     Proc,
     children_cpu_seconds,
     cpu_times,
+    free_port,
     parse_ready,
     pinned,
     wait_all,
@@ -54,13 +54,6 @@ def stunnel_binary() -> str | None:
     return shutil.which("stunnel4") or shutil.which("stunnel")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:  # stunnel cannot report an OS-picked port; take a free one
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class TunnelPhases:
     """Starts the echo target and a tunnel per phase, measures, and stops both before returning."""
 
@@ -87,7 +80,7 @@ class TunnelPhases:
         binary = stunnel_binary()
         if binary is None:
             raise RuntimeError("stunnel4 is not installed (apt-get install stunnel4; .ci/run installs it)")
-        port = _free_port()
+        port = free_port()
         conf = bench.work / f"stunnel-{port}.conf"
         conf.write_text(STUNNEL_CONF.format(host=HOST, port=port, target=target, cert=bench.cert, key=bench.key))
         argv = pinned([binary, str(conf)], bench.server_cpu)
