@@ -27,6 +27,7 @@ from ...net.client import connect
 from ...net.explain import network_error
 from ...net.policy import REFUSAL_CODES, PeerPolicy
 from ...net.server import Server, _Refused, format_peer, start_server
+from ...pki.names import common_name
 from ...pki.problems import Code
 from .events import ConnectionRecord, log, log_event, log_failure
 from .metrics import MetricsServer, TunnelCounters, TunnelMetrics, start_metrics_server
@@ -59,11 +60,8 @@ def proxy_header(conn: TLSConnection, version: int) -> bytes:
     client = CLIENT_SSL
     cn = None
     if cert is not None:
-        from cryptography.x509.oid import NameOID
-
         client |= CLIENT_CERT_SESS if conn.session_reused else CLIENT_CERT_CONN | CLIENT_CERT_SESS
-        cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        cn = str(cns[0].value) if cns else None
+        cn = common_name(cert.subject)
     cipher = conn.cipher
     info = SSLInfo(
         client=client,
