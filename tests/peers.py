@@ -48,7 +48,6 @@ PACKAGES = {
     "node": "nodejs",
     "curl": "curl",
     "haproxy": "haproxy",
-    "stunnel4": "stunnel4",
     "unshare": "util-linux",
     "testssl": "testssl.sh",
     "setpriv": "util-linux",

@@ -21,7 +21,7 @@ import struct
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -233,23 +233,31 @@ def test_client_initiated_renegotiation_is_refused_in_words(pki: PKI) -> None:
 # --- the environment: one line, exit 2, both event loops --------------------------------------------------------
 
 
-def cli(args: Sequence[Any], *, loop: str, prefix: Sequence[str] = (), timeout: float = 60) -> str:
-    """Run the CLI; assert exit 2 with one ``tlskit: error:`` line on stderr (no traceback); return the line."""
-    env = {k: v for k, v in os.environ.items() if k != "TLSKIT_PASSPHRASE"}
-    env |= {"TLSKIT_EVENT_LOOP": loop, "NO_COLOR": "1"}
-    done = subprocess.run(
-        [*prefix, str(TLSKIT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert len(lines) == 1 and lines[0].startswith("tlskit: error: "), done.stderr
-    return lines[0]
+class Cli(Protocol):
+    def __call__(self, args: Sequence[Any], *, loop: str, prefix: Sequence[str] = (), timeout: float = 60) -> str: ...
+
+
+@pytest.fixture
+def cli(tlskit_env: dict[str, str]) -> Cli:
+    """Run the CLI (in conftest's ``tlskit_env``, on event loop ``loop``); assert exit 2 with one ``tlskit: error:``
+    line on stderr (no traceback); return the line."""
+
+    def run_cli(args: Sequence[Any], *, loop: str, prefix: Sequence[str] = (), timeout: float = 60) -> str:
+        done = subprocess.run(
+            [*prefix, str(TLSKIT), *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=tlskit_env | {"TLSKIT_EVENT_LOOP": loop},
+            stdin=subprocess.DEVNULL,
+        )
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert len(lines) == 1 and lines[0].startswith("tlskit: error: "), done.stderr
+        return lines[0]
+
+    return run_cli
 
 
 def without_capabilities(*names: str) -> list[str]:
@@ -266,7 +274,7 @@ def busy_port() -> Any:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_busy_port(pki: PKI, busy_port: int, loop: str) -> None:
+def test_busy_port(pki: PKI, busy_port: int, loop: str, cli: Cli) -> None:
     serve = cli(["serve", busy_port, "--cert", pki.server_pem, "--key", pki.server_key], loop=loop)
     tap = cli(["tap", "--listen", busy_port, "--to", "127.0.0.1:9"], loop=loop)
     tunnel = ["tunnel", "--listen", f"127.0.0.1:{busy_port}", "--target", "127.0.0.1:9", "--ca", pki.root_pem]
@@ -287,7 +295,7 @@ def privileged_port() -> int:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_privileged_port(pki: PKI, loop: str) -> None:
+def test_privileged_port(pki: PKI, loop: str, cli: Cli) -> None:
     port, prefix = privileged_port(), without_capabilities("net_bind_service")
     serve = cli(["serve", port, "--cert", pki.server_pem, "--key", pki.server_key], loop=loop, prefix=prefix)
     tap = cli(["tap", "--listen", port, "--to", "127.0.0.1:9"], loop=loop, prefix=prefix)
@@ -296,7 +304,7 @@ def test_privileged_port(pki: PKI, loop: str) -> None:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_unreachable_host_and_unknown_name(loop: str) -> None:
+def test_unreachable_host_and_unknown_name(loop: str, cli: Cli) -> None:
     """In a network namespace of our own, loopback is down: no packet leaves, every connection is unreachable."""
     netns = [*require_network_namespaces(), "--"]
     for command in (["connect", "127.0.0.1:8443"], ["probe", "127.0.0.1:8443"]):
@@ -309,7 +317,7 @@ def test_unreachable_host_and_unknown_name(loop: str) -> None:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_unreadable_file(pki: PKI, tmp_path: Path, loop: str) -> None:
+def test_unreadable_file(pki: PKI, tmp_path: Path, loop: str, cli: Cli) -> None:
     secret = tmp_path / "unreadable.pem"
     secret.write_bytes(pki.server_pem.read_bytes())
     secret.chmod(0)

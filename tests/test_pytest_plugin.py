@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from peers import missing
+from test_cli_net import ipv6_loopback
+
 USER_TESTS = '''
 import asyncio
 import socket
@@ -38,11 +41,10 @@ def serve_once(context, family, host):
     return listener.getsockname()[1], thread, facts
 
 
-@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1"),
+# IPV6 (whether ::1 can be bound here) is set by the outer test, which decides what a missing ::1 means.
+@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), *([(socket.AF_INET6, "::1")] if IPV6 else []),
                                           (socket.AF_INET, "localhost")])
 def test_server_names(tls_server_context, tls_client_context, family, host):
-    if family == socket.AF_INET6 and not socket.has_ipv6:
-        pytest.skip("no IPv6")
     port, thread, facts = serve_once(tls_server_context, family, "127.0.0.1" if host == "localhost" else host)
     with socket.create_connection((host, port)) as raw:
         with tls_client_context.wrap_socket(raw, server_hostname=host) as tls:
@@ -96,9 +98,15 @@ def test_one_ca_per_session(tls_ca, n):
 
 
 def test_fixtures_in_a_users_test_suite(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_user=USER_TESTS)
+    ipv6 = ipv6_loopback()
+    pytester.makepyfile(test_user=f"IPV6 = {ipv6}\n" + USER_TESTS)
     result = pytester.runpytest("-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=8 if ipv6 else 7)  # every case ran and passed: nothing skipped inside
     listed = pytester.runpytest("--fixtures", "-q").stdout.str()
     for name in ("tls_ca", "tls_ca_pem", "tls_server_context", "tls_client_context", "tls_client_cert_context"):
         assert name in listed
+    if not ipv6:  # everything else was checked; the one case left out is reported as missing
+        missing(
+            "this machine has no IPv6 loopback (::1 cannot be bound), so the server-name case over ::1 did not run",
+            "configure ::1 on the loopback interface (ip -6 addr add ::1/128 dev lo; in a container, enable IPv6)",
+        )

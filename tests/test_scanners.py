@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, TLSKIT
+from conftest import ROOT
 from peers import Peer, missing, requires, tool
 from test_cli_net import serve
+from test_cli_pki import ok, tlskit
 
 SSLYZE = Path(os.environ.get("TLSKIT_SSLYZE") or ROOT / ".pytest_cache" / "sslyze" / "bin" / "sslyze")
 SECURITY_DOC = ROOT / "docs" / "security.md"
@@ -43,10 +44,6 @@ def sslyze() -> str:
     return str(SSLYZE)
 
 
-def tlskit(*args: Any, cwd: Path) -> None:
-    subprocess.run([str(TLSKIT), *map(str, args)], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
 @dataclass(frozen=True)
 class Served:
     cert: Path
@@ -56,8 +53,8 @@ class Served:
 
 def cli_pki(d: Path, *init: str, days: str = "365") -> Served:
     """A root CA from ``tlskit ca init ca INIT...`` and a server certificate from ``tlskit ca issue --days DAYS``."""
-    tlskit("ca", "init", "ca", "--name", "Scanner Test Root", *init, cwd=d)
-    tlskit("ca", "issue", "ca", "localhost", "127.0.0.1", "--days", days, "--out", "server", cwd=d)
+    ok(tlskit("ca", "init", "ca", "--name", "Scanner Test Root", *init, cwd=d))
+    ok(tlskit("ca", "issue", "ca", "localhost", "127.0.0.1", "--days", days, "--out", "server", cwd=d))
     return Served(d / "server.pem", d / "server-key.pem", d / "ca" / "ca.pem")
 
 
